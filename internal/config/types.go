@@ -1,6 +1,9 @@
 package config
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Config is the whole YAML file, shared by extproc and xds; Load fills defaults and validates it.
 //
@@ -10,6 +13,9 @@ import "time"
 type Config struct {
 	// Source is the file the config was read from, used in error messages.
 	Source string `yaml:"-"`
+
+	// pos records where each key was written, so errors found after decoding still name a line.
+	pos positions
 
 	Server  Server   `yaml:"server"`
 	Buckets []Bucket `yaml:"buckets"`
@@ -83,6 +89,10 @@ type S3 struct {
 	CircuitBreaker map[string]any `yaml:"circuit_breaker"`
 	Replicas       []any          `yaml:"replicas"`
 }
+
+// NormalizedPrefix is the path prefix without its trailing slash ("" for the root prefix "/"),
+// the form routing and duplicate detection compare.
+func (b Bucket) NormalizedPrefix() string { return strings.TrimRight(b.PathPrefix, "/") }
 
 // PathStyle reports whether requests use /bucket/key addressing (true for any custom endpoint).
 func (s S3) PathStyle() bool { return s.Endpoint != "" }
