@@ -1,0 +1,90 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+func get(t *testing.T, h http.Handler, path string) (*http.Response, map[string]string) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+	res := rec.Result()
+	body := map[string]string{}
+	if strings.HasPrefix(res.Header.Get("Content-Type"), "application/json") {
+		if err := json.NewDecoder(res.Body).Decode(&body); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+	}
+	return res, body
+}
+
+func TestHealthAlwaysOK(t *testing.T) {
+	h := New(Options{Ready: func(context.Context) error { return errors.New("s3 down") }})
+	res, body := get(t, h, "/health")
+	if res.StatusCode != http.StatusOK || body["status"] != "ok" {
+		t.Fatalf("health = %d %v", res.StatusCode, body)
+	}
+}
+
+func TestReadyReflectsCheckAndCachesIt(t *testing.T) {
+	var calls atomic.Int32
+	var failing atomic.Bool
+	failing.Store(true)
+	now := time.Unix(1000, 0)
+	h := New(Options{
+		Ready: func(context.Context) error {
+			calls.Add(1)
+			if failing.Load() {
+				return errors.New("bucket products: connection refused")
+			}
+			return nil
+		},
+		ReadyCacheTTL: time.Second,
+		Now:           func() time.Time { return now },
+	})
+	res, body := get(t, h, "/ready")
+	if res.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body["reason"], "connection refused") {
+		t.Fatalf("ready while failing = %d %v", res.StatusCode, body)
+	}
+	failing.Store(false)
+	if res, _ := get(t, h, "/ready"); res.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("cached result not used: %d", res.StatusCode)
+	}
+	if calls.Load() != 1 {
+		t.Fatalf("check ran %d times within the TTL", calls.Load())
+	}
+	now = now.Add(2 * time.Second)
+	if res, body := get(t, h, "/ready"); res.StatusCode != http.StatusOK || body["status"] != "ready" {
+		t.Fatalf("ready after recovery = %d %v", res.StatusCode, body)
+	}
+}
+
+func TestMetricsServesRegistry(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "yatagarasu_test_total", Help: "t"})
+	reg.MustRegister(c)
+	c.Add(3)
+	h := New(Options{Gatherer: reg})
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "yatagarasu_test_total 3") {
+		t.Fatalf("metrics = %d %s", rec.Code, rec.Body.String())
+	}
+}
+
+func TestUnknownPath404(t *testing.T) {
+	h := New(Options{})
+	if res, _ := get(t, h, "/admin/nothing"); res.StatusCode != http.StatusNotFound {
+		t.Fatalf("got %d", res.StatusCode)
+	}
+}
