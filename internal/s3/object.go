@@ -1,0 +1,217 @@
+package s3
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+)
+
+// Conditions are the client's Range and conditional headers, forwarded to S3 verbatim so S3
+// decides 206/304/412/416 exactly as it would for a direct request.
+type Conditions struct {
+	Range             string
+	IfNoneMatch       string
+	IfModifiedSince   string
+	IfMatch           string
+	IfUnmodifiedSince string
+}
+
+// Object is S3's answer in HTTP terms: the status to relay, the headers worth relaying, and the
+// body to stream (nil for HEAD and 304). The caller must Close Body.
+type Object struct {
+	Status             int // 200, 206 or 304
+	ContentLength      int64
+	ContentType        string
+	ETag               string
+	LastModified       string // HTTP date
+	ContentRange       string
+	CacheControl       string
+	ContentEncoding    string
+	ContentDisposition string
+	Expires            string
+	AcceptRanges       string
+	Body               io.ReadCloser
+}
+
+// Get fetches key. The timeout bounds only the wait for response headers: once GetObject returns,
+// the body may take as long as the client needs (a large download on a slow link), and it is
+// still cancelled with ctx.
+func (b *Bucket) Get(ctx context.Context, key string, cond Conditions) (*Object, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	var (
+		mu       sync.Mutex
+		answered bool
+		timedOut bool
+	)
+	timer := time.AfterFunc(b.timeout, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !answered {
+			timedOut = true
+			cancel()
+		}
+	})
+	in := &awss3.GetObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(key)}
+	setConditions(cond, &in.Range, &in.IfNoneMatch, &in.IfMatch, &in.IfModifiedSince, &in.IfUnmodifiedSince)
+	out, err := b.client.GetObject(ctx, in)
+	timer.Stop()
+	mu.Lock()
+	answered = true
+	late := timedOut
+	mu.Unlock()
+
+	if err != nil {
+		cancel()
+		if late {
+			err = fmt.Errorf("%w after %s: %w", ErrTimeout, b.timeout, err)
+		}
+		if obj, ok := notModified(err, cond); ok {
+			return obj, nil
+		}
+		return nil, fmt.Errorf("s3 get %q from bucket %q: %w", key, b.bucket, err)
+	}
+	status := http.StatusOK
+	if aws.ToString(out.ContentRange) != "" {
+		status = http.StatusPartialContent
+	}
+	obj := &Object{
+		Status:             status,
+		ContentLength:      aws.ToInt64(out.ContentLength),
+		ContentType:        aws.ToString(out.ContentType),
+		ETag:               aws.ToString(out.ETag),
+		LastModified:       httpDate(out.LastModified),
+		ContentRange:       aws.ToString(out.ContentRange),
+		CacheControl:       aws.ToString(out.CacheControl),
+		ContentEncoding:    aws.ToString(out.ContentEncoding),
+		ContentDisposition: aws.ToString(out.ContentDisposition),
+		Expires:            aws.ToString(out.ExpiresString),
+		AcceptRanges:       aws.ToString(out.AcceptRanges),
+		Body:               &cancelOnClose{ReadCloser: out.Body, cancel: cancel},
+	}
+	if out.ContentLength == nil {
+		obj.ContentLength = -1
+	}
+	return obj, nil
+}
+
+// Head fetches key's metadata, bounded by the timeout; Body is nil.
+func (b *Bucket) Head(ctx context.Context, key string, cond Conditions) (*Object, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	in := &awss3.HeadObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(key)}
+	setConditions(cond, &in.Range, &in.IfNoneMatch, &in.IfMatch, &in.IfModifiedSince, &in.IfUnmodifiedSince)
+	out, err := b.client.HeadObject(ctx, in)
+	if err != nil {
+		err = timeoutCause(ctx, err)
+		if obj, ok := notModified(err, cond); ok {
+			return obj, nil
+		}
+		return nil, fmt.Errorf("s3 head %q from bucket %q: %w", key, b.bucket, err)
+	}
+	status := http.StatusOK
+	if aws.ToString(out.ContentRange) != "" {
+		status = http.StatusPartialContent
+	}
+	obj := &Object{
+		Status:             status,
+		ContentLength:      aws.ToInt64(out.ContentLength),
+		ContentType:        aws.ToString(out.ContentType),
+		ETag:               aws.ToString(out.ETag),
+		LastModified:       httpDate(out.LastModified),
+		ContentRange:       aws.ToString(out.ContentRange),
+		CacheControl:       aws.ToString(out.CacheControl),
+		ContentEncoding:    aws.ToString(out.ContentEncoding),
+		ContentDisposition: aws.ToString(out.ContentDisposition),
+		Expires:            aws.ToString(out.ExpiresString),
+		AcceptRanges:       aws.ToString(out.AcceptRanges),
+	}
+	if out.ContentLength == nil {
+		obj.ContentLength = -1
+	}
+	return obj, nil
+}
+
+// setConditions copies cond into the SDK input fields. The SDK types the two dates as time.Time,
+// so they are parsed and re-rendered; HTTP dates have whole-second precision, so a valid date
+// reaches S3 with the same meaning.
+func setConditions(cond Conditions, rng, inm, im **string, ims, ius **time.Time) {
+	if cond.Range != "" {
+		*rng = aws.String(cond.Range)
+	}
+	if cond.IfNoneMatch != "" {
+		*inm = aws.String(cond.IfNoneMatch)
+	}
+	if cond.IfMatch != "" {
+		*im = aws.String(cond.IfMatch)
+	}
+	if t, ok := parseHTTPDate(cond.IfModifiedSince); ok {
+		*ims = &t
+	}
+	if t, ok := parseHTTPDate(cond.IfUnmodifiedSince); ok {
+		*ius = &t
+	}
+}
+
+// parseHTTPDate accepts the three date formats RFC 9110 requires recipients to parse. An
+// unparseable date is dropped, as RFC 9110 §13.1.3 says a recipient must ignore it.
+func parseHTTPDate(v string) (time.Time, bool) {
+	if v == "" {
+		return time.Time{}, false
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return t, true
+}
+
+func httpDate(t *time.Time) string {
+	if t == nil || t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(http.TimeFormat)
+}
+
+// notModified turns the SDK's 304 "error" into the Object a client should receive. RFC 9110
+// wants the ETag on a 304; some S3 implementations (versitygw) omit it, and when the client asked
+// with exactly one entity tag that tag is the one that matched, so it is used instead.
+func notModified(err error, cond Conditions) (*Object, bool) {
+	var re *smithyhttp.ResponseError
+	if !errors.As(err, &re) || re.Response == nil || re.Response.StatusCode != http.StatusNotModified {
+		return nil, false
+	}
+	h := re.Response.Header
+	etag := h.Get("ETag")
+	if tag := strings.TrimSpace(cond.IfNoneMatch); etag == "" && tag != "*" && !strings.Contains(tag, ",") {
+		etag = tag
+	}
+	return &Object{
+		Status:        http.StatusNotModified,
+		ContentLength: -1,
+		ETag:          etag,
+		LastModified:  h.Get("Last-Modified"),
+		CacheControl:  h.Get("Cache-Control"),
+		Expires:       h.Get("Expires"),
+	}, true
+}
+
+// cancelOnClose releases the request context when the caller is done with the body.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c *cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
+}
