@@ -1,0 +1,54 @@
+// Command extproc runs the Yatagarasu ext_proc service, the origin and the admin server.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/yatagarasu/yatagarasu/extproc"
+	"github.com/yatagarasu/yatagarasu/internal/config"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "extproc:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	path := flag.String("config", "config.yaml", "path to the Yatagarasu YAML config")
+	check := flag.Bool("check", false, "validate the config and exit")
+	flag.Parse()
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	if *check {
+		fmt.Printf("%s: OK (%d buckets)\n", *path, len(cfg.Buckets))
+		return nil
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	svc, err := extproc.Start(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-svc.Err():
+		log.Error("server failed", "err", err)
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return svc.Shutdown(sctx)
+}

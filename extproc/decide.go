@@ -1,0 +1,141 @@
+package extproc
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/yatagarasu/yatagarasu/internal/httperr"
+	"github.com/yatagarasu/yatagarasu/internal/originauth"
+	"github.com/yatagarasu/yatagarasu/internal/requestcheck"
+	"github.com/yatagarasu/yatagarasu/internal/runtime"
+)
+
+// Request is what the pipeline reads from Envoy's request_headers message.
+type Request struct {
+	Method        string
+	RawPath       string // :path as the client sent it, query included
+	RequestID     string
+	HeaderBytes   int   // sum of name and value lengths over all headers
+	ContentLength int64 // -1 when absent
+	// InternalHeaders are client-sent x-yatagarasu-* header names, removed before routing upstream.
+	InternalHeaders []string
+}
+
+// Decision is the pipeline's answer: a local reply (Status != 0) or a route to the origin.
+type Decision struct {
+	Status  int         // 0: continue to the origin
+	Reason  string      // metric/audit label
+	Headers [][2]string // local reply headers, or the signed internal headers on continue
+	Body    []byte
+	Bucket  string
+	Key     string
+}
+
+// Allowed reports whether the request continues upstream.
+func (d *Decision) Allowed() bool { return d.Status == 0 }
+
+// Pipeline runs the per-request decision steps against the current runtime snapshot.
+type Pipeline struct {
+	store *runtime.Store
+	now   func() time.Time
+}
+
+// NewPipeline returns a pipeline reading snapshots from store; now is injected for tests.
+func NewPipeline(store *runtime.Store, now func() time.Time) *Pipeline {
+	if now == nil {
+		now = time.Now
+	}
+	return &Pipeline{store: store, now: now}
+}
+
+// Decide applies ARCHITECTURE.md §2 steps 1–3 (method, limits, route) and signs what passes.
+func (p *Pipeline) Decide(r *Request) Decision {
+	snap := p.store.Load()
+	if snap == nil {
+		return reject(http.StatusServiceUnavailable, "not_ready", "gateway configuration is not loaded yet", r.RequestID)
+	}
+	if rej := requestcheck.Method(r.Method); rej != nil {
+		d := rejection(rej, r.RequestID)
+		d.Headers = append(d.Headers, [2]string{"allow", requestcheck.AllowedMethods})
+		return d
+	}
+	if rej := requestcheck.Size(snap.Limits, r.RawPath, r.HeaderBytes, r.ContentLength); rej != nil {
+		return rejection(rej, r.RequestID)
+	}
+	if r.Method == http.MethodOptions {
+		return options(r.RequestID)
+	}
+	path, rej := requestcheck.DecodePath(requestcheck.SplitQuery(r.RawPath))
+	if rej != nil {
+		return rejection(rej, r.RequestID)
+	}
+	idx, key, ok := snap.Routes.Lookup(path)
+	if !ok {
+		return reject(http.StatusNotFound, "no_route", "no bucket is configured for this path", r.RequestID)
+	}
+	bucket := snap.Buckets[idx].Name
+	if key == "" {
+		d := reject(http.StatusNotFound, "no_key", "the path names a bucket but no object key", r.RequestID)
+		d.Bucket = bucket
+		return d
+	}
+	return Decision{
+		Reason: "allowed",
+		Bucket: bucket,
+		Key:    key,
+		Headers: snap.Signer.Headers(originauth.Claims{
+			Method:    r.Method,
+			Bucket:    bucket,
+			Key:       key,
+			RequestID: r.RequestID,
+			Time:      p.now(),
+		}),
+	}
+}
+
+func rejection(rej *requestcheck.Rejection, requestID string) Decision {
+	return reject(rej.Status, rej.Reason, rej.Message, requestID)
+}
+
+func reject(status int, reason, message, requestID string) Decision {
+	return Decision{
+		Status: status,
+		Reason: reason,
+		Body:   httperr.New(status, message, requestID).JSON(),
+		Headers: [][2]string{
+			{"content-type", httperr.ContentType},
+			{"cache-control", "no-store"},
+			{"x-request-id", requestID},
+		},
+	}
+}
+
+// options answers a preflight the way the original product does (no Allow-Origin: CORS policy
+// is a later, per-bucket feature).
+func options(requestID string) Decision {
+	return Decision{
+		Status: http.StatusOK,
+		Reason: "options",
+		Headers: [][2]string{
+			{"allow", requestcheck.AllowedMethods},
+			{"access-control-allow-methods", requestcheck.AllowedMethods},
+			{"access-control-allow-headers", "Authorization, Content-Type, Range"},
+			{"access-control-max-age", "86400"},
+			{"content-length", "0"},
+			{"x-request-id", requestID},
+		},
+	}
+}
+
+// parseContentLength returns -1 for a missing or malformed value.
+func parseContentLength(v string) int64 {
+	if v == "" {
+		return -1
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return -1
+	}
+	return n
+}

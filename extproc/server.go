@@ -1,0 +1,180 @@
+// Package extproc is the Envoy ext_proc service: it reads each request's headers, runs the
+// decision pipeline, and answers with a local reply or with signed headers that route the request
+// to the origin. The gRPC stream handling here is separate from the decision logic (Pipeline).
+package extproc
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/yatagarasu/yatagarasu/internal/originauth"
+)
+
+// Server implements extprocv3.ExternalProcessorServer over a Pipeline.
+type Server struct {
+	extprocv3.UnimplementedExternalProcessorServer
+	pipeline *Pipeline
+	log      *slog.Logger
+	metrics  *metrics
+}
+
+// NewServer returns the gRPC service; reg receives its metrics.
+func NewServer(p *Pipeline, log *slog.Logger, reg prometheus.Registerer) *Server {
+	return &Server{pipeline: p, log: log, metrics: newMetrics(reg)}
+}
+
+// Process handles one Envoy stream (one HTTP request). Envoy ends it by resetting, which a Go
+// server sees as Canceled: that is the normal end, not an error.
+func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error {
+	for {
+		req, err := stream.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled {
+				return nil
+			}
+			return err
+		}
+		resp, err := s.handle(req)
+		if err != nil {
+			return err
+		}
+		if err := stream.Send(resp); err != nil {
+			if status.Code(err) == codes.Canceled {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// handle answers each phase; with the headers-only processing mode we generate, only
+// request_headers arrives, but every phase gets a well-formed answer so a misconfigured Envoy
+// sees pass-through rather than a spurious-message 500.
+func (s *Server) handle(req *extprocv3.ProcessingRequest) (*extprocv3.ProcessingResponse, error) {
+	switch v := req.Request.(type) {
+	case *extprocv3.ProcessingRequest_RequestHeaders:
+		return s.onRequestHeaders(v.RequestHeaders), nil
+	case *extprocv3.ProcessingRequest_RequestBody:
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{}}}, nil
+	case *extprocv3.ProcessingRequest_RequestTrailers:
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestTrailers{RequestTrailers: &extprocv3.TrailersResponse{}}}, nil
+	case *extprocv3.ProcessingRequest_ResponseHeaders:
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: &extprocv3.HeadersResponse{}}}, nil
+	case *extprocv3.ProcessingRequest_ResponseBody:
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{}}}, nil
+	case *extprocv3.ProcessingRequest_ResponseTrailers:
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseTrailers{ResponseTrailers: &extprocv3.TrailersResponse{}}}, nil
+	}
+	return nil, status.Errorf(codes.InvalidArgument, "unknown ext_proc request %T", req.Request)
+}
+
+func (s *Server) onRequestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
+	start := time.Now()
+	r := requestFromHeaders(h.GetHeaders())
+	d := s.pipeline.Decide(&r)
+	s.metrics.observe(&d, time.Since(start))
+	if !d.Allowed() {
+		if d.Status >= http.StatusInternalServerError {
+			s.log.Warn("request refused", "request_id", r.RequestID, "status", d.Status, "reason", d.Reason)
+		}
+		return immediate(&d)
+	}
+	return proceed(&d, r.InternalHeaders)
+}
+
+// requestFromHeaders reads the headers once; values arrive in raw_value (Envoy's default) or
+// value (older Envoys).
+func requestFromHeaders(hm *corev3.HeaderMap) Request {
+	r := Request{ContentLength: -1}
+	var contentLength string
+	for _, hv := range hm.GetHeaders() {
+		k, v := hv.GetKey(), headerValue(hv)
+		r.HeaderBytes += len(k) + len(v)
+		switch k {
+		case ":method":
+			r.Method = v
+		case ":path":
+			r.RawPath = v
+		case "x-request-id":
+			r.RequestID = v
+		case "content-length":
+			contentLength = v
+		default:
+			if originauth.IsInternal(k) {
+				r.InternalHeaders = append(r.InternalHeaders, k)
+			}
+		}
+	}
+	r.ContentLength = parseContentLength(contentLength)
+	if r.RequestID == "" {
+		r.RequestID = uuid.NewString()
+	}
+	return r
+}
+
+func headerValue(hv *corev3.HeaderValue) string {
+	if raw := hv.GetRawValue(); raw != nil {
+		return string(raw)
+	}
+	return hv.GetValue()
+}
+
+func setHeaders(pairs [][2]string) []*corev3.HeaderValueOption {
+	out := make([]*corev3.HeaderValueOption, len(pairs))
+	for i, p := range pairs {
+		out[i] = &corev3.HeaderValueOption{
+			Header:       &corev3.HeaderValue{Key: p[0], RawValue: []byte(p[1])},
+			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+		}
+	}
+	return out
+}
+
+func immediate(d *Decision) *extprocv3.ProcessingResponse {
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ImmediateResponse{
+		ImmediateResponse: &extprocv3.ImmediateResponse{
+			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(d.Status)},
+			Headers: &extprocv3.HeaderMutation{SetHeaders: setHeaders(d.Headers)},
+			Body:    d.Body,
+			Details: "yatagarasu_" + d.Reason,
+		},
+	}}
+}
+
+// proceed removes client-sent internal headers the signed set does not overwrite, sets the signed
+// headers and asks Envoy to re-match the route on them.
+func proceed(d *Decision, clientInternal []string) *extprocv3.ProcessingResponse {
+	var remove []string
+	for _, name := range clientInternal {
+		if !setsHeader(d.Headers, name) {
+			remove = append(remove, name)
+		}
+	}
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{
+		RequestHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{
+			Status:          extprocv3.CommonResponse_CONTINUE,
+			HeaderMutation:  &extprocv3.HeaderMutation{SetHeaders: setHeaders(d.Headers), RemoveHeaders: remove},
+			ClearRouteCache: true,
+		}},
+	}}
+}
+
+func setsHeader(pairs [][2]string, name string) bool {
+	for _, p := range pairs {
+		if p[0] == name {
+			return true
+		}
+	}
+	return false
+}

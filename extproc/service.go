@@ -1,0 +1,137 @@
+package extproc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"time"
+
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/yatagarasu/yatagarasu/internal/admin"
+	"github.com/yatagarasu/yatagarasu/internal/config"
+	"github.com/yatagarasu/yatagarasu/internal/origin"
+	"github.com/yatagarasu/yatagarasu/internal/runtime"
+)
+
+// Service is the extproc process: the ext_proc gRPC server, the origin and the admin server,
+// sharing one runtime snapshot.
+type Service struct {
+	Store    *runtime.Store
+	Registry *prometheus.Registry
+
+	log     *slog.Logger
+	grpc    *grpc.Server
+	health  *health.Server
+	origin  *http.Server
+	admin   *http.Server
+	addrs   Addrs
+	errc    chan error
+	stopped chan struct{}
+}
+
+// Addrs are the addresses the service actually listens on (useful when the config asks for port 0).
+type Addrs struct{ GRPC, Origin, Admin string }
+
+// Start builds the snapshot from cfg and starts all three servers on cfg's addresses.
+func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Service, error) {
+	snap, err := runtime.Build(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("build runtime snapshot: %w", err)
+	}
+	s := &Service{Store: &runtime.Store{}, Registry: prometheus.NewRegistry(), log: log, errc: make(chan error, 3), stopped: make(chan struct{})}
+	s.Store.Set(snap)
+	s.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	var lc net.ListenConfig
+	lis := make([]net.Listener, 0, 3)
+	for _, a := range []string{cfg.ExtProc.GRPCAddress, cfg.Origin.Address, cfg.Admin.Address} {
+		l, err := lc.Listen(ctx, "tcp", a)
+		if err != nil {
+			for _, prev := range lis {
+				prev.Close()
+			}
+			return nil, fmt.Errorf("listen on %s: %w", a, err)
+		}
+		lis = append(lis, l)
+	}
+	s.addrs = Addrs{GRPC: lis[0].Addr().String(), Origin: lis[1].Addr().String(), Admin: lis[2].Addr().String()}
+
+	s.grpc = grpc.NewServer(
+		// Envoy's own client has no receive limit; bodies never ride this stream, but a large
+		// header map must not fail on grpc-go's 4 MiB default.
+		grpc.MaxRecvMsgSize(math.MaxInt32),
+		// Envoy pings every 30s; grpc-go's default 5 min enforcement would GOAWAY it.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 5 * time.Second}),
+	)
+	extprocv3.RegisterExternalProcessorServer(s.grpc, NewServer(NewPipeline(s.Store, time.Now), log, s.Registry))
+	s.health = health.NewServer()
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+
+	s.origin = &http.Server{
+		Handler:           origin.New(snap.Signer, s.Store.S3Bucket, log, s.Registry, time.Now),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	s.admin = &http.Server{
+		Handler:           admin.New(admin.Options{Gatherer: s.Registry, Ready: s.ready}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	go func() { s.errc <- s.grpc.Serve(lis[0]) }()
+	go func() { s.errc <- serveHTTP(s.origin, lis[1]) }()
+	go func() { s.errc <- serveHTTP(s.admin, lis[2]) }()
+	log.Info("extproc started", "grpc", s.addrs.GRPC, "origin", s.addrs.Origin, "admin", s.addrs.Admin, "buckets", len(cfg.Buckets))
+	return s, nil
+}
+
+func serveHTTP(srv *http.Server, l net.Listener) error {
+	if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Addrs returns the bound addresses.
+func (s *Service) Addrs() Addrs { return s.addrs }
+
+// Err delivers the first server failure.
+func (s *Service) Err() <-chan error { return s.errc }
+
+// ready is true once a snapshot is loaded and every bucket's S3 backend answers.
+func (s *Service) ready(ctx context.Context) error {
+	snap := s.Store.Load()
+	if snap == nil {
+		return errors.New("configuration not loaded")
+	}
+	for name, b := range snap.S3 {
+		if err := b.Ping(ctx); err != nil {
+			return fmt.Errorf("bucket %q: S3 not reachable: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// Shutdown stops accepting work and waits for in-flight requests until ctx ends.
+func (s *Service) Shutdown(ctx context.Context) error {
+	s.health.Shutdown()
+	done := make(chan struct{})
+	go func() { s.grpc.GracefulStop(); close(done) }()
+	err := errors.Join(s.origin.Shutdown(ctx), s.admin.Shutdown(ctx))
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.grpc.Stop()
+		err = errors.Join(err, ctx.Err())
+	}
+	return err
+}
