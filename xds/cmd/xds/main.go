@@ -22,9 +22,9 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/yatagarasu/yatagarasu/internal/config"
+	"github.com/yatagarasu/yatagarasu/xds"
 	"github.com/yatagarasu/yatagarasu/xds/server"
 	"github.com/yatagarasu/yatagarasu/xds/translator"
-	"github.com/yatagarasu/yatagarasu/xds/watch"
 )
 
 // adminShutdownGrace bounds how long in-flight admin requests may take at shutdown.
@@ -84,44 +84,23 @@ func printResources(path string, w io.Writer) error {
 }
 
 func serve(ctx context.Context, logger *slog.Logger, path, adminAddr string) error {
-	// The listen address and debounce come from the file at start-up; later edits to them need a restart.
-	cfg, err := config.Load(path)
-	if err != nil {
-		return err
-	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	srv := server.New(logger, reg)
-	w, err := watch.New(watch.Options{
-		Path:     path,
-		Debounce: cfg.XDS.Debounce.D(),
-		Reload:   watch.Apply(path, config.Load, srv),
-		Logger:   logger,
-	})
+	cp, err := xds.Start(ctx, logger, path, reg)
 	if err != nil {
 		return err
 	}
-	if err := w.ReloadNow(ctx); err != nil {
-		_ = w.Close()
-		return err
+	if adminAddr == "" {
+		return <-cp.Done()
 	}
-	lis, err := net.Listen("tcp", cfg.XDS.Address)
+	adminLis, err := net.Listen("tcp", adminAddr)
 	if err != nil {
-		_ = w.Close()
-		return fmt.Errorf("listen for xds on %s: %w", cfg.XDS.Address, err)
+		_ = cp.Close()
+		return fmt.Errorf("listen for admin on %s: %w", adminAddr, err)
 	}
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return srv.Serve(ctx, lis) })
-	g.Go(func() error { return w.Run(ctx) })
-	if adminAddr != "" {
-		adminLis, err := net.Listen("tcp", adminAddr)
-		if err != nil {
-			_ = lis.Close()
-			_ = w.Close()
-			return fmt.Errorf("listen for admin on %s: %w", adminAddr, err)
-		}
-		g.Go(func() error { return serveAdmin(ctx, logger, adminLis, reg, srv) })
-	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return <-cp.Done() })
+	g.Go(func() error { return serveAdmin(gctx, logger, adminLis, reg, cp.Server) })
 	return g.Wait()
 }
 
