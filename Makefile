@@ -1,0 +1,45 @@
+# Yatagarasu — S3 gateway for Envoy. `make help` lists the targets.
+GO          ?= go
+BIN         := bin
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+BENCHSTAT   := golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
+VERSITYGW   := github.com/versity/versitygw/cmd/versitygw@v1.8.0
+BENCH_COUNT ?= 6
+
+.PHONY: help build test run bench lint fuzz deps clean
+
+help: ## list targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+
+build: ## build bin/extproc and bin/xds
+	$(GO) build -o $(BIN)/extproc ./extproc/cmd/extproc
+	$(GO) build -o $(BIN)/xds ./xds/cmd/xds
+
+deps: ## install the test dependencies (versitygw, redis-server) if missing
+	@command -v versitygw >/dev/null 2>&1 || test -x "$$($(GO) env GOPATH)/bin/versitygw" || $(GO) install $(VERSITYGW)
+	@command -v redis-server >/dev/null 2>&1 || test -x /usr/bin/redis-server || \
+		{ apt-get update -qq && apt-get install -y -qq redis-server; }
+
+test: deps ## run the whole suite under -race (starts versitygw and redis itself)
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+run: deps ## demo: seeded S3 + xds + extproc + Envoy (or the emulation harness) on :8080
+	$(GO) run ./internal/demo
+
+bench: deps ## Go benchmarks, summarised with benchstat (see docs/BENCHMARKS.md)
+	@mkdir -p $(BIN)
+	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) ./internal/route ./extproc ./internal/e2e | tee $(BIN)/bench.txt
+	$(GO) run $(BENCHSTAT) $(BIN)/bench.txt
+
+lint: ## gofmt, go vet, staticcheck
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "not gofmt-clean:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+fuzz: ## run each fuzz target for FUZZTIME (default 30s)
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $${FUZZTIME:-30s} ./internal/config
+	$(GO) test -run '^$$' -fuzz FuzzDecodePath -fuzztime $${FUZZTIME:-30s} ./internal/requestcheck
+	$(GO) test -run '^$$' -fuzz FuzzLookup -fuzztime $${FUZZTIME:-30s} ./internal/route
+
+clean:
+	rm -rf $(BIN)
