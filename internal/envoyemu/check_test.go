@@ -137,6 +137,7 @@ func TestUnsupportedConfigIsLoud(t *testing.T) {
 			name: "header value option append and append_action",
 			mutate: func(_ *testing.T, res *Resources) {
 				r := res.Routes[0].VirtualHosts[0].Routes[2]
+				//lint:ignore SA1019 the legacy flag is what this case exercises
 				r.ResponseHeadersToAdd[0].Append = wrapperspb.Bool(true)
 				r.ResponseHeadersToAdd[0].AppendAction = corev3.HeaderValueOption_ADD_IF_ABSENT
 			},

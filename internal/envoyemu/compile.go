@@ -211,7 +211,7 @@ func listenerHCM(l *listenerv3.Listener) (*hcmv3.HttpConnectionManager, string, 
 	}
 	f := l.GetFilterChains()[0].GetFilters()[0]
 	hcm := &hcmv3.HttpConnectionManager{}
-	if f.GetTypedConfig() == nil || f.GetTypedConfig().MessageIs(hcm) == false {
+	if f.GetTypedConfig() == nil || !f.GetTypedConfig().MessageIs(hcm) {
 		return nil, "", &UnsupportedError{Field: f.GetTypedConfig().GetTypeUrl(), Path: fmt.Sprintf("Listener[%q].filter_chains[0].filters[0]", l.GetName()), What: "extension type"}
 	}
 	if err := f.GetTypedConfig().UnmarshalTo(hcm); err != nil {
@@ -389,10 +389,12 @@ func compileRoute(r *routev3.Route) (*route, error) {
 		return nil, errors.New("route needs route or direct_response")
 	}
 	for _, h := range r.GetResponseHeadersToAdd() {
+		//lint:ignore SA1019 Envoy still honours the legacy append flag, so the harness must too.
 		if h.GetAppend() != nil && h.GetAppendAction() != corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD {
 			return nil, errors.New("response_headers_to_add: both append and append_action are set") // Envoy rejects this
 		}
 		action := h.GetAppendAction()
+		//lint:ignore SA1019 Envoy still honours the legacy append flag, so the harness must too.
 		if h.GetAppend() != nil && !h.GetAppend().GetValue() {
 			action = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
 		}

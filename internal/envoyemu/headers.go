@@ -98,11 +98,6 @@ func (h *headerMap) byteSize() int {
 	return n
 }
 
-// clone returns an independent copy.
-func (h *headerMap) clone() *headerMap {
-	return &headerMap{entries: append([]header(nil), h.entries...)}
-}
-
 // headerNameIsValid follows Envoy's HeaderUtility::headerNameIsValid: pseudo-headers use the
 // HTTP/2 (lower-case token) rule, other names the HTTP/1 token rule (upper case allowed).
 func headerNameIsValid(name string) bool {

@@ -132,7 +132,9 @@ func applyHeaderMutation(h *headerMap, m *extprocv3.HeaderMutation, limits mutat
 // APPEND_IF_EXISTS_OR_ADD is the proto3 zero value it cannot be told apart from "unset", so it
 // also means overwrite unless `append: true` is given.
 func effectiveAppendAction(sh *corev3.HeaderValueOption) corev3.HeaderValueOption_HeaderAppendAction {
+	//lint:ignore SA1019 Envoy still honours the legacy append flag, so the harness must too.
 	if sh.GetAppend() != nil {
+		//lint:ignore SA1019 as above
 		if sh.GetAppend().GetValue() {
 			return corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD
 		}

@@ -12,6 +12,7 @@ import (
 func TestApplyHeaderMutationAppendSemantics(t *testing.T) {
 	limits := mutationLimits{maxHeadersCount: 100, maxHeadersKB: 60}
 	opt := func(k, v string, action corev3.HeaderValueOption_HeaderAppendAction, appendFlag *wrapperspb.BoolValue) *corev3.HeaderValueOption {
+		//lint:ignore SA1019 the legacy flag is what this test exercises
 		return &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: k, RawValue: []byte(v)}, AppendAction: action, Append: appendFlag}
 	}
 	h := &headerMap{entries: []header{{":path", "/a"}, {"a", "1"}, {"a", "2"}, {"b", "1"}, {"d", "1"}}}

@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -223,7 +222,7 @@ func (s *S3) Close() {
 
 // versitygwBinary finds versitygw, installing it (once across parallel test binaries) if missing.
 func versitygwBinary(ctx context.Context) (string, error) {
-	goBin, _ := lookBinary("go", filepath.Join(runtime.GOROOT(), "bin"))
+	goBin, _ := lookBinary("go", "/usr/local/go/bin")
 	dirs := func() []string {
 		d := []string{os.Getenv("GOBIN")}
 		if goBin != "" {

@@ -177,7 +177,8 @@ func lintExtProc(where string, ep *extprocv3.ExternalProcessor, clusters map[str
 func lintGRPCCluster(where string, c *clusterv3.Cluster) []error {
 	var errs []error
 	cw := fmt.Sprintf("%s: ext_proc cluster %q", where, c.GetName())
-	http2 := c.GetHttp2ProtocolOptions() != nil //nolint:staticcheck // deprecated field still means HTTP/2
+	//lint:ignore SA1019 the deprecated field still selects HTTP/2 in Envoy, so it counts here.
+	http2 := c.GetHttp2ProtocolOptions() != nil
 	if a, ok := c.GetTypedExtensionProtocolOptions()[httpProtocolOptionsKey]; ok {
 		opts := &upstreamhttpv3.HttpProtocolOptions{}
 		if err := a.UnmarshalTo(opts); err != nil {
