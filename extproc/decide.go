@@ -1,10 +1,12 @@
 package extproc
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"time"
 
+	"github.com/yatagarasu/yatagarasu/internal/config"
 	"github.com/yatagarasu/yatagarasu/internal/httperr"
 	"github.com/yatagarasu/yatagarasu/internal/originauth"
 	"github.com/yatagarasu/yatagarasu/internal/requestcheck"
@@ -20,6 +22,21 @@ type Request struct {
 	ContentLength int64 // -1 when absent
 	// InternalHeaders are client-sent x-yatagarasu-* header names, removed before routing upstream.
 	InternalHeaders []string
+	// Headers are all request headers as Envoy sent them (lower-case names, pseudo-headers included).
+	Headers []Header
+}
+
+// Header is one request header.
+type Header struct{ Name, Value string }
+
+// Header returns the first value of a header (name in lower case), or "".
+func (r *Request) Header(name string) string {
+	for _, h := range r.Headers {
+		if h.Name == name {
+			return h.Value
+		}
+	}
+	return ""
 }
 
 // Decision is the pipeline's answer: a local reply (Status != 0) or a route to the origin.
@@ -30,27 +47,59 @@ type Decision struct {
 	Body    []byte
 	Bucket  string
 	Key     string
+	// Upstream holds the extra request mutations on continue.
+	Upstream Upstream
 }
 
 // Allowed reports whether the request continues upstream.
 func (d *Decision) Allowed() bool { return d.Status == 0 }
 
-// Pipeline runs the per-request decision steps against the current runtime snapshot.
-type Pipeline struct {
-	store *runtime.Store
-	now   func() time.Time
+// Upstream is what later stages change on a request that continues: headers to add (a policy's
+// additions) or remove (credentials that must not reach the origin), and a rewritten :path.
+type Upstream struct {
+	Set    [][2]string
+	Remove []string
+	Path   string // empty: unchanged
 }
 
-// NewPipeline returns a pipeline reading snapshots from store; now is injected for tests.
-func NewPipeline(store *runtime.Store, now func() time.Time) *Pipeline {
+// Exchange is one request's state as it moves through the stages after routing.
+type Exchange struct {
+	Req         *Request
+	Snap        *runtime.Snapshot
+	Bucket      *config.Bucket
+	BucketIndex int
+	Key         string
+	Subject     string         // authenticated subject, set by the auth stage
+	Claims      map[string]any // verified token claims, set by the auth stage
+	Upstream    Upstream
+}
+
+// Stage is one step of the decision pipeline after routing (ARCHITECTURE.md §2 steps 4–9).
+// Run returns nil to pass the request on, or the local reply that ends it.
+type Stage interface {
+	Name() string
+	Run(ctx context.Context, x *Exchange) *Decision
+}
+
+// Pipeline runs the per-request decision steps against the current runtime snapshot.
+type Pipeline struct {
+	store  *runtime.Store
+	now    func() time.Time
+	stages []Stage
+}
+
+// NewPipeline returns a pipeline reading snapshots from store, running stages in order after
+// routing; now is injected for tests.
+func NewPipeline(store *runtime.Store, now func() time.Time, stages ...Stage) *Pipeline {
 	if now == nil {
 		now = time.Now
 	}
-	return &Pipeline{store: store, now: now}
+	return &Pipeline{store: store, now: now, stages: stages}
 }
 
-// Decide applies ARCHITECTURE.md §2 steps 1–3 (method, limits, route) and signs what passes.
-func (p *Pipeline) Decide(r *Request) Decision {
+// Decide applies ARCHITECTURE.md §2 steps 1–3 (method, limits, route), then the stages, and
+// signs what passes.
+func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 	snap := p.store.Load()
 	if snap == nil {
 		return reject(http.StatusServiceUnavailable, "not_ready", "gateway configuration is not loaded yet", r.RequestID)
@@ -80,6 +129,13 @@ func (p *Pipeline) Decide(r *Request) Decision {
 		d.Bucket = bucket
 		return d
 	}
+	x := Exchange{Req: r, Snap: snap, Bucket: &snap.Buckets[idx], BucketIndex: idx, Key: key}
+	for _, st := range p.stages {
+		if d := st.Run(ctx, &x); d != nil {
+			d.Bucket, d.Key = bucket, key
+			return *d
+		}
+	}
 	return Decision{
 		Reason: "allowed",
 		Bucket: bucket,
@@ -88,10 +144,19 @@ func (p *Pipeline) Decide(r *Request) Decision {
 			Method:    r.Method,
 			Bucket:    bucket,
 			Key:       key,
+			Subject:   x.Subject,
 			RequestID: r.RequestID,
 			Time:      p.now(),
 		}),
+		Upstream: x.Upstream,
 	}
+}
+
+// Reject builds the JSON local reply a stage returns to refuse a request; stages add headers
+// (WWW-Authenticate, Retry-After, ...) to its Headers.
+func Reject(x *Exchange, status int, reason, message string) *Decision {
+	d := reject(status, reason, message, x.Req.RequestID)
+	return &d
 }
 
 func rejection(rej *requestcheck.Rejection, requestID string) Decision {

@@ -1,6 +1,7 @@
 package extproc
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -78,7 +79,7 @@ func TestDecideRefusals(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			c.req.RequestID = "rid-1"
-			d := p.Decide(&c.req)
+			d := p.Decide(t.Context(), &c.req)
 			if d.Status != c.status || d.Reason != c.reason {
 				t.Fatalf("got %d %s, want %d %s", d.Status, d.Reason, c.status, c.reason)
 			}
@@ -100,7 +101,7 @@ func TestDecideRefusals(t *testing.T) {
 }
 
 func TestDecideOptions(t *testing.T) {
-	d := testPipeline(t, "/products").Decide(&Request{Method: "OPTIONS", RawPath: "/anything", RequestID: "r"})
+	d := testPipeline(t, "/products").Decide(context.Background(), &Request{Method: "OPTIONS", RawPath: "/anything", RequestID: "r"})
 	if d.Status != 200 || header(d, "allow") != "GET, HEAD, OPTIONS" || header(d, "access-control-max-age") != "86400" {
 		t.Fatalf("options = %+v", d)
 	}
@@ -121,7 +122,7 @@ func TestDecideAllowsAndSigns(t *testing.T) {
 		"/products/deep//many///slashes":   {"products", "deep//many///slashes"},
 	}
 	for raw, want := range cases {
-		d := p.Decide(&Request{Method: "GET", RawPath: raw, RequestID: "rid", ContentLength: -1})
+		d := p.Decide(context.Background(), &Request{Method: "GET", RawPath: raw, RequestID: "rid", ContentLength: -1})
 		if !d.Allowed() || d.Bucket != want[0] || d.Key != want[1] {
 			t.Errorf("%s → allowed=%v %q %q, want %q %q", raw, d.Allowed(), d.Bucket, d.Key, want[0], want[1])
 			continue
@@ -142,7 +143,7 @@ func TestDecideAllowsAndSigns(t *testing.T) {
 }
 
 func TestDecideBeforeConfigLoaded(t *testing.T) {
-	d := NewPipeline(&runtime.Store{}, nil).Decide(&Request{Method: "GET", RawPath: "/a/b"})
+	d := NewPipeline(&runtime.Store{}, nil).Decide(context.Background(), &Request{Method: "GET", RawPath: "/a/b"})
 	if d.Status != http.StatusServiceUnavailable {
 		t.Fatalf("got %d", d.Status)
 	}
@@ -157,8 +158,67 @@ func BenchmarkDecide(b *testing.B) {
 	r := &Request{Method: "GET", RawPath: "/media/2026/11/video.mp4", RequestID: "rid", ContentLength: -1}
 	b.ReportAllocs()
 	for b.Loop() {
-		if d := p.Decide(r); !d.Allowed() {
+		if d := p.Decide(context.Background(), r); !d.Allowed() {
 			b.Fatal(d.Reason)
 		}
+	}
+}
+
+// stageFunc adapts a function to Stage for tests.
+type stageFunc func(ctx context.Context, x *Exchange) *Decision
+
+func (stageFunc) Name() string                                     { return "test" }
+func (f stageFunc) Run(ctx context.Context, x *Exchange) *Decision { return f(ctx, x) }
+
+func TestStagesRunAfterRoutingAndCanRefuse(t *testing.T) {
+	base := testPipeline(t, "/products")
+	var seen *Exchange
+	deny := stageFunc(func(_ context.Context, x *Exchange) *Decision {
+		seen = x
+		d := Reject(x, http.StatusForbidden, "test_deny", "denied by test stage")
+		return d
+	})
+	never := stageFunc(func(context.Context, *Exchange) *Decision { t.Fatal("stage after a refusal ran"); return nil })
+	p := NewPipeline(base.store, base.now, deny, never)
+	d := p.Decide(t.Context(), &Request{Method: "GET", RawPath: "/products/k", RequestID: "r", ContentLength: -1})
+	if d.Status != 403 || d.Reason != "test_deny" || d.Bucket != "products" || d.Key != "k" {
+		t.Fatalf("decision = %+v", d)
+	}
+	if seen == nil || seen.Key != "k" || seen.Bucket.Name != "products" {
+		t.Fatalf("exchange = %+v", seen)
+	}
+	// Refusals before routing never reach the stages.
+	if d := p.Decide(t.Context(), &Request{Method: "PUT", RawPath: "/products/k"}); d.Status != 405 {
+		t.Fatalf("PUT = %d", d.Status)
+	}
+}
+
+func TestStageMutationsGoUpstreamButCannotForgeSignedHeaders(t *testing.T) {
+	base := testPipeline(t, "/products")
+	mut := stageFunc(func(_ context.Context, x *Exchange) *Decision {
+		x.Subject = "alice"
+		x.Upstream.Set = append(x.Upstream.Set, [2]string{"x-tier", "gold"}, [2]string{"x-yatagarasu-bucket", "secret"})
+		x.Upstream.Remove = append(x.Upstream.Remove, "authorization")
+		x.Upstream.Path = "/products/k"
+		return nil
+	})
+	p := NewPipeline(base.store, base.now, mut)
+	d := p.Decide(t.Context(), &Request{Method: "GET", RawPath: "/products/k?token=abc", RequestID: "r", ContentLength: -1})
+	if !d.Allowed() {
+		t.Fatalf("refused: %+v", d)
+	}
+	resp := proceed(&d, nil).GetRequestHeaders().GetResponse().GetHeaderMutation()
+	set := map[string][]string{}
+	for _, h := range resp.GetSetHeaders() {
+		set[h.GetHeader().GetKey()] = append(set[h.GetHeader().GetKey()], string(h.GetHeader().GetRawValue()))
+	}
+	if len(set["x-yatagarasu-bucket"]) != 1 || set["x-yatagarasu-bucket"][0] != "products" {
+		t.Fatalf("a stage forged the bucket header: %v", set["x-yatagarasu-bucket"])
+	}
+	if set["x-yatagarasu-subject"][0] != "alice" || set["x-tier"][0] != "gold" || set[":path"][0] != "/products/k" {
+		t.Fatalf("set = %v", set)
+	}
+	if rm := resp.GetRemoveHeaders(); len(rm) != 1 || rm[0] != "authorization" {
+		t.Fatalf("remove = %v", rm)
 	}
 }

@@ -4,6 +4,7 @@
 package extproc
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -45,7 +46,7 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 			}
 			return err
 		}
-		resp, err := s.handle(req)
+		resp, err := s.handle(stream.Context(), req)
 		if err != nil {
 			return err
 		}
@@ -61,10 +62,10 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 // handle answers each phase; with the headers-only processing mode we generate, only
 // request_headers arrives, but every phase gets a well-formed answer so a misconfigured Envoy
 // sees pass-through rather than a spurious-message 500.
-func (s *Server) handle(req *extprocv3.ProcessingRequest) (*extprocv3.ProcessingResponse, error) {
+func (s *Server) handle(ctx context.Context, req *extprocv3.ProcessingRequest) (*extprocv3.ProcessingResponse, error) {
 	switch v := req.Request.(type) {
 	case *extprocv3.ProcessingRequest_RequestHeaders:
-		return s.onRequestHeaders(v.RequestHeaders), nil
+		return s.onRequestHeaders(ctx, v.RequestHeaders), nil
 	case *extprocv3.ProcessingRequest_RequestBody:
 		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{}}}, nil
 	case *extprocv3.ProcessingRequest_RequestTrailers:
@@ -79,10 +80,10 @@ func (s *Server) handle(req *extprocv3.ProcessingRequest) (*extprocv3.Processing
 	return nil, status.Errorf(codes.InvalidArgument, "unknown ext_proc request %T", req.Request)
 }
 
-func (s *Server) onRequestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
+func (s *Server) onRequestHeaders(ctx context.Context, h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
 	start := time.Now()
 	r := requestFromHeaders(h.GetHeaders())
-	d := s.pipeline.Decide(&r)
+	d := s.pipeline.Decide(ctx, &r)
 	s.metrics.observe(&d, time.Since(start))
 	if !d.Allowed() {
 		if d.Status >= http.StatusInternalServerError {
@@ -96,11 +97,12 @@ func (s *Server) onRequestHeaders(h *extprocv3.HttpHeaders) *extprocv3.Processin
 // requestFromHeaders reads the headers once; values arrive in raw_value (Envoy's default) or
 // value (older Envoys).
 func requestFromHeaders(hm *corev3.HeaderMap) Request {
-	r := Request{ContentLength: -1}
+	r := Request{ContentLength: -1, Headers: make([]Header, 0, len(hm.GetHeaders()))}
 	var contentLength string
 	for _, hv := range hm.GetHeaders() {
 		k, v := hv.GetKey(), headerValue(hv)
 		r.HeaderBytes += len(k) + len(v)
+		r.Headers = append(r.Headers, Header{Name: k, Value: v})
 		switch k {
 		case ":method":
 			r.Method = v
@@ -155,16 +157,34 @@ func immediate(d *Decision) *extprocv3.ProcessingResponse {
 // proceed removes client-sent internal headers the signed set does not overwrite, sets the signed
 // headers and asks Envoy to re-match the route on them.
 func proceed(d *Decision, clientInternal []string) *extprocv3.ProcessingResponse {
+	set := d.Headers
+	if len(d.Upstream.Set) > 0 || d.Upstream.Path != "" {
+		set = make([][2]string, 0, len(d.Headers)+len(d.Upstream.Set)+1)
+		set = append(set, d.Headers...)
+		for _, h := range d.Upstream.Set {
+			if !originauth.IsInternal(h[0]) { // stages may not forge the signed headers
+				set = append(set, h)
+			}
+		}
+		if d.Upstream.Path != "" {
+			set = append(set, [2]string{":path", d.Upstream.Path})
+		}
+	}
 	var remove []string
 	for _, name := range clientInternal {
-		if !setsHeader(d.Headers, name) {
+		if !setsHeader(set, name) {
+			remove = append(remove, name)
+		}
+	}
+	for _, name := range d.Upstream.Remove {
+		if !setsHeader(set, name) {
 			remove = append(remove, name)
 		}
 	}
 	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{
 		RequestHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{
 			Status:          extprocv3.CommonResponse_CONTINUE,
-			HeaderMutation:  &extprocv3.HeaderMutation{SetHeaders: setHeaders(d.Headers), RemoveHeaders: remove},
+			HeaderMutation:  &extprocv3.HeaderMutation{SetHeaders: setHeaders(set), RemoveHeaders: remove},
 			ClearRouteCache: true,
 		}},
 	}}

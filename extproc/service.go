@@ -22,6 +22,7 @@ import (
 	"github.com/yatagarasu/yatagarasu/internal/config"
 	"github.com/yatagarasu/yatagarasu/internal/origin"
 	"github.com/yatagarasu/yatagarasu/internal/runtime"
+	"github.com/yatagarasu/yatagarasu/internal/watch"
 )
 
 // Service is the extproc process: the ext_proc gRPC server, the origin and the admin server,
@@ -134,4 +135,46 @@ func (s *Service) Shutdown(ctx context.Context) error {
 		err = errors.Join(err, ctx.Err())
 	}
 	return err
+}
+
+// Reload builds a snapshot from cfg and swaps it in; requests already deciding finish on the
+// old one. Addresses and the origin secret are bound at start, so a change to them is refused
+// (with the reason) rather than half-applied.
+func (s *Service) Reload(cfg *config.Config) error {
+	old := s.Store.Load().Config
+	switch {
+	case cfg.ExtProc.GRPCAddress != old.ExtProc.GRPCAddress, cfg.Origin.Address != old.Origin.Address, cfg.Admin.Address != old.Admin.Address:
+		return errors.New("reload refused: extproc, origin and admin addresses change only with a restart")
+	case cfg.Origin.SharedSecret != old.Origin.SharedSecret:
+		return errors.New("reload refused: origin.shared_secret changes only with a restart")
+	}
+	snap, err := runtime.Build(cfg)
+	if err != nil {
+		return fmt.Errorf("reload: %w", err)
+	}
+	s.Store.Set(snap)
+	s.log.Info("config reloaded", "buckets", len(cfg.Buckets))
+	return nil
+}
+
+// Follow reloads the service whenever the config file at path changes (until ctx ends), the same
+// way the xds control plane follows it. The returned watcher also serves SIGHUP via ReloadNow.
+func (s *Service) Follow(ctx context.Context, path string) (*watch.Watcher, error) {
+	w, err := watch.New(watch.Options{
+		Path:     path,
+		Debounce: s.Store.Load().Config.XDS.Debounce.D(),
+		Logger:   s.log,
+		Reload: func(context.Context) error {
+			next, err := config.Load(path)
+			if err != nil {
+				return err
+			}
+			return s.Reload(next)
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	go func() { _ = w.Run(ctx) }()
+	return w, nil
 }

@@ -12,8 +12,9 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/yatagarasu/yatagarasu/internal/config"
+	"github.com/yatagarasu/yatagarasu/internal/watch"
 	"github.com/yatagarasu/yatagarasu/xds/server"
-	"github.com/yatagarasu/yatagarasu/xds/watch"
+	"github.com/yatagarasu/yatagarasu/xds/translator"
 )
 
 // ControlPlane serves the config file's Envoy resources over ADS and follows edits to the file.
@@ -36,7 +37,7 @@ func Start(ctx context.Context, logger *slog.Logger, path string, reg prometheus
 	w, err := watch.New(watch.Options{
 		Path:     path,
 		Debounce: cfg.XDS.Debounce.D(),
-		Reload:   watch.Apply(path, config.Load, srv),
+		Reload:   Apply(path, config.Load, srv),
 		Logger:   logger,
 	})
 	if err != nil {
@@ -72,4 +73,28 @@ func (c *ControlPlane) Done() <-chan error { return c.done }
 func (c *ControlPlane) Close() error {
 	c.cancel()
 	return <-c.done
+}
+
+// LoadFunc reads and validates a config file; config.Load in production.
+type LoadFunc func(path string) (*config.Config, error)
+
+// Apply returns the reload step for the watcher: load → translate → push a new snapshot. Any
+// failure keeps the last good snapshot and is counted by the server.
+func Apply(path string, load LoadFunc, srv *server.Server) watch.ReloadFunc {
+	return func(ctx context.Context) error {
+		cfg, err := load(path)
+		if err != nil {
+			srv.ReloadFailed(ctx, err)
+			return fmt.Errorf("load %s: %w", path, err)
+		}
+		res, err := translator.Translate(cfg)
+		if err != nil {
+			srv.ReloadFailed(ctx, err)
+			return err
+		}
+		if err := srv.Update(ctx, res); err != nil {
+			return fmt.Errorf("apply %s: %w", path, err)
+		}
+		return nil
+	}
 }

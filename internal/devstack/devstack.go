@@ -23,6 +23,7 @@ import (
 	"github.com/yatagarasu/yatagarasu/internal/config"
 	"github.com/yatagarasu/yatagarasu/internal/envoyemu"
 	"github.com/yatagarasu/yatagarasu/internal/testenv"
+	"github.com/yatagarasu/yatagarasu/internal/watch"
 	"github.com/yatagarasu/yatagarasu/xds"
 )
 
@@ -59,8 +60,10 @@ type Stack struct {
 	AdminURL     string
 	OriginURL    string
 
-	emu   *envoyemu.Envoy
-	envoy *envoyProcess
+	emu     *envoyemu.Envoy
+	envoy   *envoyProcess
+	watcher *watch.Watcher
+	data    tmplData
 }
 
 type tmplData struct {
@@ -120,31 +123,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 			return nil, err
 		}
 	}
-	for _, b := range opts.Buckets {
-		if b.Prefix == "" {
-			b.Prefix = "/" + b.Name
-		}
-		if b.S3Bucket == "" {
-			b.S3Bucket = b.Name
-		}
-		if b.Endpoint == "" {
-			b.Endpoint = opts.S3.Endpoint
-		}
-		if b.SecretKey == "" {
-			b.SecretKey = opts.S3.SecretKey
-		}
-		if b.Timeout == 0 {
-			b.Timeout = 20
-		}
-		data.Buckets = append(data.Buckets, b)
-	}
-	var buf bytes.Buffer
-	if err := configTemplate.Execute(&buf, data); err != nil {
-		return nil, fmt.Errorf("render config: %w", err)
-	}
-	s := &Stack{ConfigPath: filepath.Join(opts.Dir, "yatagarasu.yaml")}
-	if err := os.WriteFile(s.ConfigPath, buf.Bytes(), 0o600); err != nil {
-		return nil, fmt.Errorf("write config: %w", err)
+	s := &Stack{ConfigPath: filepath.Join(opts.Dir, "yatagarasu.yaml"), data: data}
+	if err := s.Rewrite(opts.Buckets); err != nil {
+		return nil, err
 	}
 	if s.Config, err = config.Load(s.ConfigPath); err != nil {
 		return nil, err
@@ -158,6 +139,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, err
 	}
 	if s.ExtProc, err = extproc.Start(ctx, s.Config, opts.Logger.With("component", "extproc")); err != nil {
+		return nil, err
+	}
+	if s.watcher, err = s.ExtProc.Follow(ctx, s.ConfigPath); err != nil {
 		return nil, err
 	}
 	s.AdminURL = "http://" + s.ExtProc.Addrs().Admin
@@ -195,6 +179,9 @@ func (s *Stack) Close() {
 	if s.envoy != nil {
 		s.envoy.stop()
 	}
+	if s.watcher != nil {
+		_ = s.watcher.Close()
+	}
 	if s.ExtProc != nil {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel() // in-flight requests are the test's business: stop now
@@ -209,4 +196,50 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// Rewrite renders the config with buckets (same ports and secret) and replaces the file the way
+// an editor does (write a temp file, rename over), which both services pick up.
+func (s *Stack) Rewrite(buckets []Bucket) error {
+	data := s.data
+	data.Buckets = nil
+	for _, b := range buckets {
+		if b.Prefix == "" {
+			b.Prefix = "/" + b.Name
+		}
+		if b.S3Bucket == "" {
+			b.S3Bucket = b.Name
+		}
+		if b.Endpoint == "" {
+			b.Endpoint = data.S3.Endpoint
+		}
+		if b.SecretKey == "" {
+			b.SecretKey = data.S3.SecretKey
+		}
+		if b.Timeout == 0 {
+			b.Timeout = 20
+		}
+		data.Buckets = append(data.Buckets, b)
+	}
+	var buf bytes.Buffer
+	if err := configTemplate.Execute(&buf, data); err != nil {
+		return fmt.Errorf("render config: %w", err)
+	}
+	tmp := s.ConfigPath + ".tmp"
+	if err := os.WriteFile(tmp, buf.Bytes(), 0o600); err != nil {
+		return fmt.Errorf("write config: %w", err)
+	}
+	if err := os.Rename(tmp, s.ConfigPath); err != nil {
+		return fmt.Errorf("replace config: %w", err)
+	}
+	return nil
+}
+
+// WriteRaw replaces the config file with arbitrary bytes (for invalid-config tests).
+func (s *Stack) WriteRaw(content []byte) error {
+	tmp := s.ConfigPath + ".tmp"
+	if err := os.WriteFile(tmp, content, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, s.ConfigPath)
 }

@@ -42,10 +42,23 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	select {
-	case <-ctx.Done():
-	case err := <-svc.Err():
-		log.Error("server failed", "err", err)
+	w, err := svc.Follow(ctx, *path)
+	if err != nil {
+		return err
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			done = true
+		case <-hup:
+			_ = w.ReloadNow(ctx)
+		case err := <-svc.Err():
+			log.Error("server failed", "err", err)
+			done = true
+		}
 	}
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

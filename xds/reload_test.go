@@ -1,4 +1,4 @@
-package watch_test
+package xds_test
 
 import (
 	"context"
@@ -13,9 +13,10 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/yatagarasu/yatagarasu/internal/config"
+	"github.com/yatagarasu/yatagarasu/internal/watch"
+	"github.com/yatagarasu/yatagarasu/xds"
 	"github.com/yatagarasu/yatagarasu/xds/server"
 	"github.com/yatagarasu/yatagarasu/xds/translator"
-	"github.com/yatagarasu/yatagarasu/xds/watch"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -60,7 +61,7 @@ func setup(t *testing.T, path string, opts watch.Options) *fixture {
 	logger := slog.New(slog.NewTextHandler(testWriter{t}, nil))
 	srv := server.New(logger, reg)
 	opts.Path = path
-	opts.Reload = watch.Apply(path, config.Load, srv)
+	opts.Reload = xds.Apply(path, config.Load, srv)
 	opts.Logger = logger
 	w, err := watch.New(opts)
 	if err != nil {

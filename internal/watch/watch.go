@@ -18,8 +18,6 @@ import (
 	"github.com/fsnotify/fsnotify"
 
 	"github.com/yatagarasu/yatagarasu/internal/config"
-	"github.com/yatagarasu/yatagarasu/xds/server"
-	"github.com/yatagarasu/yatagarasu/xds/translator"
 )
 
 // DefaultPollInterval is how often the file's hash is checked even without events.
@@ -189,28 +187,4 @@ func (w *Watcher) reload(ctx context.Context, trigger string) error {
 	}
 	w.opts.Logger.InfoContext(ctx, "config reloaded", "path", w.path, "trigger", trigger)
 	return nil
-}
-
-// LoadFunc reads and validates a config file; config.Load in production.
-type LoadFunc func(path string) (*config.Config, error)
-
-// Apply is the production ReloadFunc: load the file, translate it, and hand the resources to
-// srv. On any failure srv keeps serving the last good snapshot and the failure is counted.
-func Apply(path string, load LoadFunc, srv *server.Server) ReloadFunc {
-	return func(ctx context.Context) error {
-		cfg, err := load(path)
-		if err != nil {
-			srv.ReloadFailed(ctx, err)
-			return fmt.Errorf("load %s: %w", path, err)
-		}
-		res, err := translator.Translate(cfg)
-		if err != nil {
-			srv.ReloadFailed(ctx, err)
-			return err
-		}
-		if err := srv.Update(ctx, res); err != nil {
-			return fmt.Errorf("apply %s: %w", path, err)
-		}
-		return nil
-	}
 }
