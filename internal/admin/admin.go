@@ -12,6 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/yatagarasu/yatagarasu/internal/httperr"
 )
 
 // ReadyFunc reports why the service is not ready, or nil when it is.
@@ -27,7 +29,13 @@ type Options struct {
 	// ReadyTimeout bounds one readiness check (default 3s).
 	ReadyTimeout time.Duration
 	Now          func() time.Time
+	// AdminAuth decides who may call /admin/*; it returns nil to allow, or the refusal (401/403).
+	// When nil, every /admin/* endpoint is refused: the admin API is off until auth is configured.
+	AdminAuth AdminAuthFunc
 }
+
+// AdminAuthFunc authorises one /admin/* request, returning nil or the JSON refusal to send.
+type AdminAuthFunc func(r *http.Request) *httperr.Body
 
 // Handler is the admin HTTP handler.
 type Handler struct {
@@ -58,6 +66,22 @@ func New(opts Options) *Handler {
 		h.mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
 	}
 	return h
+}
+
+// HandleAdmin registers an operator endpoint under /admin/ (pattern as for http.ServeMux, e.g.
+// "POST /admin/cache/purge"), behind AdminAuth; features add their admin API through this.
+func (h *Handler) HandleAdmin(pattern string, handler http.Handler) {
+	h.mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h.opts.AdminAuth == nil {
+			httperr.Write(w, httperr.New(http.StatusForbidden, "the admin API is disabled: configure admin authentication (jwt.admin_claims)", r.Header.Get("X-Request-Id")))
+			return
+		}
+		if refusal := h.opts.AdminAuth(r); refusal != nil {
+			httperr.Write(w, *refusal)
+			return
+		}
+		handler.ServeHTTP(w, r)
+	}))
 }
 
 // ServeHTTP implements http.Handler.

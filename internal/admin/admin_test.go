@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/yatagarasu/yatagarasu/internal/httperr"
 )
 
 func get(t *testing.T, h http.Handler, path string) (*http.Response, map[string]string) {
@@ -86,5 +88,32 @@ func TestUnknownPath404(t *testing.T) {
 	h := New(Options{})
 	if res, _ := get(t, h, "/admin/nothing"); res.StatusCode != http.StatusNotFound {
 		t.Fatalf("got %d", res.StatusCode)
+	}
+}
+
+func TestAdminEndpointsNeedAuth(t *testing.T) {
+	ok := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	off := New(Options{})
+	off.HandleAdmin("GET /admin/thing", ok)
+	if res, body := get(t, off, "/admin/thing"); res.StatusCode != http.StatusForbidden || !strings.Contains(body["message"], "disabled") {
+		t.Fatalf("without auth = %d %v", res.StatusCode, body)
+	}
+	on := New(Options{AdminAuth: func(r *http.Request) *httperr.Body {
+		if r.Header.Get("Authorization") != "Bearer good" {
+			b := httperr.New(http.StatusUnauthorized, "admin token required", "")
+			return &b
+		}
+		return nil
+	}})
+	on.HandleAdmin("GET /admin/thing", ok)
+	if res, _ := get(t, on, "/admin/thing"); res.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("no token = %d", res.StatusCode)
+	}
+	req := httptest.NewRequest(http.MethodGet, "/admin/thing", nil)
+	req.Header.Set("Authorization", "Bearer good")
+	rec := httptest.NewRecorder()
+	on.ServeHTTP(rec, req)
+	if rec.Code != http.StatusNoContent {
+		t.Fatalf("good token = %d", rec.Code)
 	}
 }
