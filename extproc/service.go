@@ -30,6 +30,7 @@ import (
 type Service struct {
 	Store    *runtime.Store
 	Registry *prometheus.Registry
+	Admin    *admin.Handler // features register /admin/* endpoints here
 
 	log     *slog.Logger
 	grpc    *grpc.Server
@@ -84,10 +85,8 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Service,
 		Handler:           origin.New(snap.Signer, s.Store.S3Bucket, log, s.Registry, time.Now),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
-	s.admin = &http.Server{
-		Handler:           admin.New(admin.Options{Gatherer: s.Registry, Ready: s.ready}),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
+	s.Admin = admin.New(admin.Options{Gatherer: s.Registry, Ready: s.ready})
+	s.admin = &http.Server{Handler: s.Admin, ReadHeaderTimeout: 10 * time.Second}
 	go func() { s.errc <- s.grpc.Serve(lis[0]) }()
 	go func() { s.errc <- serveHTTP(s.origin, lis[1]) }()
 	go func() { s.errc <- serveHTTP(s.admin, lis[2]) }()
