@@ -38,7 +38,7 @@
 //     path, safe_regex on the path without query; header matchers string_match exact/prefix and
 //     present_match, multiple values joined with ","); no route → 404 with empty body;
 //     direct_response with response_headers_to_add; route.cluster proxied over HTTP/1.1 with a
-//     streaming copy (32 KiB buffer, flushed per chunk); route.timeout (default 15 s, 0 disables)
+//     streaming copy (64 KiB buffer, flushed per chunk); route.timeout (default 15 s, 0 disables)
 //     → 504 "upstream request timeout" before headers, downstream reset after; connect failure →
 //     503 "upstream connect error or disconnect/reset before headers. reset reason: ...";
 //     x-envoy-expected-rq-timeout-ms upstream; x-envoy-upstream-service-time and server: envoy on

@@ -238,11 +238,11 @@ func (s *stream) proxy(r *route, c *clusterConfig, tr *http.Transport) {
 
 var errRouteTimeout = errors.New("envoyemu: route timeout")
 
-// copyStreaming copies with a fixed 32 KiB buffer, flushing each chunk so bytes flow as they
+// copyStreaming copies with a fixed 64 KiB buffer, flushing each chunk so bytes flow as they
 // arrive (bounded memory regardless of object size).
 func copyStreaming(w http.ResponseWriter, body io.Reader) error {
 	rc := http.NewResponseController(w)
-	buf := make([]byte, 32*1024)
+	buf := make([]byte, 64*1024)
 	for {
 		n, err := body.Read(buf)
 		if n > 0 {

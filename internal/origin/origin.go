@@ -22,7 +22,7 @@ import (
 
 // bufferSize is the copy buffer per in-flight body: memory per request stays at this size however
 // large the object is.
-const bufferSize = 32 << 10
+const bufferSize = 64 << 10
 
 // noBucket labels metrics for requests that never resolved to a configured bucket.
 const noBucket = "none"
