@@ -15,10 +15,11 @@ build: ## build bin/extproc and bin/xds
 	$(GO) build -o $(BIN)/extproc ./extproc/cmd/extproc
 	$(GO) build -o $(BIN)/xds ./xds/cmd/xds
 
-deps: ## install the test dependencies (versitygw, redis-server) if missing
+deps: ## install the test dependencies (versitygw, redis-server, wabt) if missing
 	@command -v versitygw >/dev/null 2>&1 || test -x "$$($(GO) env GOPATH)/bin/versitygw" || $(GO) install $(VERSITYGW)
 	@command -v redis-server >/dev/null 2>&1 || test -x /usr/bin/redis-server || \
 		{ apt-get update -qq && apt-get install -y -qq redis-server; }
+	@command -v wat2wasm >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wabt; }
 
 test: deps ## run the whole suite under -race (starts versitygw and redis itself)
 	$(GO) test -race -count=1 -timeout 30m ./...
