@@ -27,10 +27,12 @@ test: deps ## run the whole suite under -race (starts versitygw and redis itself
 run: deps ## demo: seeded S3 + xds + extproc + Envoy (or the emulation harness) on :8080
 	$(GO) run ./internal/demo
 
-bench: deps ## Go benchmarks, summarised with benchstat (see docs/BENCHMARKS.md)
+bench: deps ## Go benchmarks, summarised with benchstat as ratios within one run (docs/BENCHMARKS.md)
 	@mkdir -p $(BIN)
-	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) ./internal/route ./extproc ./internal/e2e | tee $(BIN)/bench.txt
-	$(GO) run $(BENCHSTAT) $(BIN)/bench.txt
+	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) ./internal/route ./internal/originauth ./extproc ./internal/e2e | tee $(BIN)/bench.txt
+	$(GO) run $(BENCHSTAT) -filter '.name:RoundTrip' -col /impl $(BIN)/bench.txt
+	$(GO) run $(BENCHSTAT) -filter '.name:MissPath' -col /path $(BIN)/bench.txt
+	$(GO) run $(BENCHSTAT) -filter '-.name:RoundTrip -.name:MissPath' $(BIN)/bench.txt
 
 lint: ## gofmt, go vet, staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "not gofmt-clean:"; echo "$$out"; exit 1; fi

@@ -34,10 +34,10 @@ func (nullServer) Process(st extprocv3.ExternalProcessor_ProcessServer) error {
 func BenchmarkRoundTrip(b *testing.B) {
 	prefixes := []string{"/products", "/assets", "/docs", "/media", "/logs", "/a", "/b", "/c", "/d", "/e"}
 	servers := map[string]extprocv3.ExternalProcessorServer{
-		"null":       nullServer{},
-		"yatagarasu": NewServer(testPipeline(b, prefixes...), slog.New(slog.DiscardHandler), nil),
+		"impl=null":       nullServer{},
+		"impl=yatagarasu": NewServer(testPipeline(b, prefixes...), slog.New(slog.DiscardHandler), nil),
 	}
-	for _, name := range []string{"null", "yatagarasu"} {
+	for _, name := range []string{"impl=null", "impl=yatagarasu"} {
 		b.Run(name, func(b *testing.B) {
 			c := serve(b, servers[name])
 			req := envoyHeaders("GET", "/media/2026/11/video.mp4", "user-agent", "bench/1.0", "accept", "*/*")

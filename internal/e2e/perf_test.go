@@ -79,7 +79,7 @@ func TestInFlightDownloadsKeepHeapBounded(t *testing.T) {
 // docs/BENCHMARKS.md records the throughput ratio.
 func BenchmarkMissPath(b *testing.B) {
 	const key = "one-mib.bin"
-	b.Run("direct", func(b *testing.B) {
+	b.Run("path=direct", func(b *testing.B) {
 		client := s3srv.Client()
 		b.SetBytes(1 << 20)
 		b.SetParallelism(4)
@@ -99,7 +99,7 @@ func BenchmarkMissPath(b *testing.B) {
 			}
 		})
 	})
-	b.Run("gateway", func(b *testing.B) {
+	b.Run("path=gateway", func(b *testing.B) {
 		url := stacks[0].GatewayURL + "/products/" + key
 		b.SetBytes(1 << 20)
 		b.SetParallelism(4)
