@@ -121,19 +121,27 @@ func (s *Service) ready(ctx context.Context) error {
 	return nil
 }
 
-// Shutdown stops accepting work and waits for in-flight requests until ctx ends.
+// Shutdown drains: /ready and gRPC health turn false at once, new ext_proc streams and origin
+// connections are refused, and in-flight decisions and downloads finish until ctx ends, when the
+// rest is cut. The admin server stays up until the end so probes see "draining", not a refusal.
 func (s *Service) Shutdown(ctx context.Context) error {
+	s.Admin.Drain()
 	s.health.Shutdown()
-	done := make(chan struct{})
-	go func() { s.grpc.GracefulStop(); close(done) }()
-	err := errors.Join(s.origin.Shutdown(ctx), s.admin.Shutdown(ctx))
+	grpcDone := make(chan struct{})
+	go func() { s.grpc.GracefulStop(); close(grpcDone) }()
+	err := s.origin.Shutdown(ctx)
+	if err != nil {
+		err = errors.Join(err, s.origin.Close())
+	}
 	select {
-	case <-done:
+	case <-grpcDone:
 	case <-ctx.Done():
 		s.grpc.Stop()
 		err = errors.Join(err, ctx.Err())
 	}
-	return err
+	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	return errors.Join(err, s.admin.Shutdown(closeCtx))
 }
 
 // Reload builds a snapshot from cfg and swaps it in; requests already deciding finish on the

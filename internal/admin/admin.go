@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,10 +43,11 @@ type Handler struct {
 	mux  *http.ServeMux
 	opts Options
 
-	group   singleflight.Group
-	mu      sync.Mutex
-	checked time.Time
-	lastErr error
+	group    singleflight.Group
+	draining atomic.Bool
+	mu       sync.Mutex
+	checked  time.Time
+	lastErr  error
 }
 
 // New returns the admin handler.
@@ -91,7 +93,14 @@ func (h *Handler) health(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
+// Drain makes /ready answer 503 from now on, so load balancers stop sending work before shutdown.
+func (h *Handler) Drain() { h.draining.Store(true) }
+
 func (h *Handler) ready(w http.ResponseWriter, r *http.Request) {
+	if h.draining.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "draining", "reason": "shutting down"})
+		return
+	}
 	if err := h.check(r.Context()); err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not_ready", "reason": err.Error()})
 		return

@@ -122,3 +122,17 @@ func TestAdminEndpointsNeedAuth(t *testing.T) {
 		t.Fatalf("good token = %d", rec.Code)
 	}
 }
+
+func TestDrainTurnsReadyOffAtOnce(t *testing.T) {
+	h := New(Options{Ready: func(context.Context) error { return nil }})
+	if res, _ := get(t, h, "/ready"); res.StatusCode != http.StatusOK {
+		t.Fatalf("ready = %d", res.StatusCode)
+	}
+	h.Drain() // the cached "ready" must not outlive the drain
+	if res, body := get(t, h, "/ready"); res.StatusCode != http.StatusServiceUnavailable || body["status"] != "draining" {
+		t.Fatalf("ready while draining = %d %v", res.StatusCode, body)
+	}
+	if res, _ := get(t, h, "/health"); res.StatusCode != http.StatusOK {
+		t.Fatalf("health while draining = %d", res.StatusCode)
+	}
+}

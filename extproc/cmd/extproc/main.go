@@ -25,6 +25,7 @@ func main() {
 func run() error {
 	path := flag.String("config", "config.yaml", "path to the Yatagarasu YAML config")
 	check := flag.Bool("check", false, "validate the config and exit")
+	drain := flag.Duration("drain-timeout", 30*time.Second, "on SIGTERM, how long in-flight requests may take before they are cut")
 	flag.Parse()
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 
@@ -60,8 +61,9 @@ func run() error {
 			done = true
 		}
 	}
-	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	stop() // from here a second SIGINT/SIGTERM takes the default action: exit at once
+	log.Info("draining: ready is false, in-flight requests may finish", "deadline", drain.String())
+	sctx, cancel := context.WithTimeout(context.Background(), *drain)
 	defer cancel()
 	return svc.Shutdown(sctx)
 }
