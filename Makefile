@@ -6,7 +6,7 @@ BENCHSTAT   := golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4d
 VERSITYGW   := github.com/versity/versitygw/cmd/versitygw@v1.8.0
 BENCH_COUNT ?= 6
 
-.PHONY: help build test run bench lint fuzz deps clean
+.PHONY: help build test run bench lint fuzz deps clean e2e-envoy
 
 help: ## list targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -23,6 +23,10 @@ deps: ## install the test dependencies (versitygw, redis-server, wabt) if missin
 
 test: deps ## run the whole suite under -race (starts versitygw and redis itself)
 	$(GO) test -race -count=1 -timeout 30m ./...
+
+e2e-envoy: deps ## the e2e suite against real Envoy (needs envoy >= 1.37 on PATH)
+	@command -v envoy >/dev/null 2>&1 || { echo "e2e-envoy: SKIPPED: no envoy binary on PATH (the harness run in 'make test' still covers the suite)"; exit 0; }; \
+		$(GO) test -race -count=1 -v -run . ./internal/e2e
 
 run: deps ## demo: seeded S3 + xds + extproc + Envoy (or the emulation harness) on :8080
 	$(GO) run ./internal/demo
