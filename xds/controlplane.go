@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
@@ -23,6 +24,9 @@ type ControlPlane struct {
 	addr   string
 	cancel context.CancelFunc
 	done   chan error
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Start loads path (failing on a bad file: there is no last good config yet), binds the ADS
@@ -69,10 +73,13 @@ func (c *ControlPlane) Addr() string { return c.addr }
 // Done delivers the result once serving stops.
 func (c *ControlPlane) Done() <-chan error { return c.done }
 
-// Close stops serving and watching and waits for both.
+// Close stops serving and watching and waits for both; later calls return the same result.
 func (c *ControlPlane) Close() error {
-	c.cancel()
-	return <-c.done
+	c.closeOnce.Do(func() {
+		c.cancel()
+		c.closeErr = <-c.done
+	})
+	return c.closeErr
 }
 
 // LoadFunc reads and validates a config file; config.Load in production.
