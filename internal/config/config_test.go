@@ -54,10 +54,7 @@ func TestParseFullConfig(t *testing.T) {
 			RequestTimeout:        Seconds(1500 * time.Millisecond),
 			MaxConcurrentRequests: 500,
 			SecurityLimits:        SecurityLimits{MaxBodySize: 1048576, MaxHeaderSize: 32768, MaxURILength: 4096},
-			RateLimit: map[string]any{
-				"enabled": true,
-				"global":  map[string]any{"requests_per_second": 100},
-			},
+			RateLimit:             RateLimit{Set: true, Enabled: true, Global: Rate{RequestsPerSecond: 100}}, // access_test.go fills defaults
 		},
 		Buckets: []Bucket{
 			{
@@ -75,17 +72,19 @@ func TestParseFullConfig(t *testing.T) {
 					Bucket: "archive", Region: DefaultRegion, AccessKey: "AKIAEXAMPLE",
 					SecretKey: "literal ${NOT_A_VAR}", Timeout: Seconds(DefaultS3Timeout), ConnectionPoolSize: DefaultPoolSize,
 				},
-				Auth:     map[string]any{"enabled": false},
-				Policies: []any{map[string]any{"name": "deny-tmp"}},
+				Auth:     BucketAuth{Enabled: false},
+				Policies: []string{},
 			},
 		},
 		ExtProc:  ExtProc{GRPCAddress: "127.0.0.1:19001", MessageTimeout: Duration(500 * time.Millisecond)},
 		Origin:   Origin{Address: "127.0.0.1:19002", SharedSecret: testSecret, MaxSkew: Duration(10 * time.Second)},
 		Admin:    Admin{Address: "127.0.0.1:19090"},
 		XDS:      XDS{Address: "127.0.0.1:28000", Debounce: Duration(time.Second)},
-		Cache:    map[string]any{"enabled": true},
-		Policies: []any{},
+		Policies: []Policy{},
 	}
+	withCacheDefaults(&want, true)   // cache_test.go
+	withAccessDefaults(&want)        // access_test.go
+	withObservabilityDefaults(&want) // observability_test.go
 	got := *cfg
 	got.pos = nil
 	if !reflect.DeepEqual(got, want) {
@@ -134,6 +133,9 @@ func TestLoadMinimalAppliesDefaults(t *testing.T) {
 		Admin:   Admin{Address: DefaultAdminAddress},
 		XDS:     XDS{Address: DefaultXDSAddress, Debounce: Duration(DefaultDebounce)},
 	}
+	withCacheDefaults(&want, false)  // cache_test.go
+	withAccessDefaults(&want)        // access_test.go
+	withObservabilityDefaults(&want) // observability_test.go
 	got := *cfg
 	got.pos = nil
 	if !reflect.DeepEqual(got, want) {
@@ -153,7 +155,7 @@ func TestLoadMissingFile(t *testing.T) {
 
 func TestOriginalProductFullExampleLoads(t *testing.T) {
 	env := map[string]string{
-		"JWT_SECRET":             "jwt-secret",
+		"JWT_SECRET":             "jwt-secret-of-at-least-32-bytes!",
 		"AWS_ACCESS_KEY_PUBLIC":  "AKPUB",
 		"AWS_SECRET_KEY_PUBLIC":  "SKPUB",
 		"AWS_ACCESS_KEY_PRIVATE": "AKPRIV",
@@ -187,12 +189,11 @@ func TestOriginalProductFullExampleLoads(t *testing.T) {
 	if docs.Authorization["openfga_store_id"] != "store-1" {
 		t.Errorf("documents authorization = %v", docs.Authorization)
 	}
-	if cfg.JWT["secret"] != "jwt-secret" || cfg.JWT["algorithm"] != "HS256" {
+	if cfg.JWT.Secret != "jwt-secret-of-at-least-32-bytes!" || cfg.JWT.Algorithm != "HS256" {
 		t.Errorf("jwt = %v", cfg.JWT)
 	}
-	redis, _ := cfg.Cache["redis"].(map[string]any)
-	if redis["redis_password"] != "redis#pass" {
-		t.Errorf("cache.redis = %v", redis)
+	if redis := cfg.Cache.Redis; redis.RedisPassword != "redis#pass" {
+		t.Errorf("cache.redis = %+v", redis)
 	}
 	if cfg.Origin.SharedSecret != testSecret {
 		t.Errorf("shared secret not taken from %s", OriginSecretEnvDefault)
@@ -246,7 +247,7 @@ buckets:
       access_key: "${TRICKY}"
       secret_key: "$${LITERAL} and $$ and $x"
       region: "${EMPTY}"
-cache:
+image_optimization:
   "${HOST}": "${HOST}"
 `
 	cfg := mustParse(t, "env.yaml", []byte(yaml), env)
@@ -267,8 +268,8 @@ cache:
 	if cfg.Server.Port != 9443 {
 		t.Errorf("port from ${PORT} = %d, want 9443", cfg.Server.Port)
 	}
-	if v, ok := cfg.Cache["${HOST}"]; !ok || v != "minio.local" {
-		t.Errorf("keys must not be substituted, values must: cache = %v", cfg.Cache)
+	if v, ok := cfg.ImageOptimization["${HOST}"]; !ok || v != "minio.local" {
+		t.Errorf("keys must not be substituted, values must: image_optimization = %v", cfg.ImageOptimization)
 	}
 
 	// A quoted reference to a number still feeds an integer field.
@@ -604,8 +605,8 @@ func TestErrors(t *testing.T) {
 			path: "origin.max_skew", msg: "greater than 0", fix: `"30s"`,
 		},
 		{
-			name: "alias cycle", yaml: okBucket + "cache: &c\n  inner: *c # <--\n",
-			path: "cache.inner", msg: "contains it", fix: "recursive alias",
+			name: "alias cycle", yaml: okBucket + "image_optimization: &c\n  inner: *c # <--\n",
+			path: "image_optimization.inner", msg: "contains it", fix: "recursive alias",
 		},
 	}
 	for _, tc := range cases {
@@ -712,7 +713,7 @@ origin:
 
 func TestAliasesAndMergeKeys(t *testing.T) {
 	// The anchor must sit under a key the schema knows; a free-form section serves.
-	yaml := `cache: &creds
+	yaml := `image_optimization: &creds
   access_key: k
   secret_key: s
 buckets:
@@ -743,9 +744,10 @@ buckets:
 func TestAliasBombIsBounded(t *testing.T) {
 	var b strings.Builder
 	b.WriteString(okBucket)
-	b.WriteString("policies:\n  - &a0 [x, x, x, x, x, x, x, x, x, x]\n")
+	// image_optimization is still an untyped section, so the expansion reaches the decoder's budget.
+	b.WriteString("image_optimization:\n  k0: &a0 [x, x, x, x, x, x, x, x, x, x]\n")
 	for i := 1; i < 12; i++ {
-		b.WriteString("  - &a" + string(rune('a'+i)) + " [")
+		b.WriteString("  k" + string(rune('a'+i)) + ": &a" + string(rune('a'+i)) + " [")
 		for j := 0; j < 10; j++ {
 			if j > 0 {
 				b.WriteString(", ")

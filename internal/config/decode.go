@@ -154,6 +154,8 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		d.decodeAny(n, v, path)
 	case t.Kind() == reflect.Slice:
 		d.decodeSlice(n, v, path)
+	case t.Kind() == reflect.Interface:
+		d.decodeValue(n, v, path) // free-form value (access.go)
 	default:
 		d.decodeScalar(n, v, path)
 	}

@@ -195,4 +195,8 @@ func (d *decoder) applyDefaults(c *Config) {
 	setStr("admin.address", &c.Admin.Address, DefaultAdminAddress)
 	setStr("xds.address", &c.XDS.Address, DefaultXDSAddress)
 	setDur("xds.debounce", &c.XDS.Debounce, DefaultDebounce)
+	d.accessDefaults(c)
+	d.cacheDefaults(c)
+	d.observabilityDefaults(c)
+	d.policyDefaults(c)
 }

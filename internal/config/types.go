@@ -26,12 +26,13 @@ type Config struct {
 	XDS     XDS     `yaml:"xds"`
 
 	// Sections parsed for compatibility with the original product; owned by later features.
-	JWT               map[string]any `yaml:"jwt"`
-	Cache             map[string]any `yaml:"cache"`
-	AuditLog          map[string]any `yaml:"audit_log"`
-	Observability     map[string]any `yaml:"observability"`
+	JWT               JWT            `yaml:"jwt"`           // internal/config/access.go
+	Cache             Cache          `yaml:"cache"`         // internal/config/cache.go
+	AuditLog          AuditLog       `yaml:"audit_log"`     // internal/config/observability.go
+	Observability     Observability  `yaml:"observability"` // internal/config/observability.go
+	Logging           Logging        `yaml:"logging"`       // internal/config/observability.go
 	ImageOptimization map[string]any `yaml:"image_optimization"`
-	Policies          []any          `yaml:"policies"`
+	Policies          []Policy       `yaml:"policies"` // internal/config/policies.go
 }
 
 // Server is where Envoy listens for clients and the request limits every request must pass.
@@ -45,8 +46,12 @@ type Server struct {
 	MaxConcurrentRequests int            `yaml:"max_concurrent_requests"` // default 1000
 	SecurityLimits        SecurityLimits `yaml:"security_limits"`
 
-	RateLimit  map[string]any `yaml:"rate_limit"` // owned by the rate-limit feature
-	Coalescing map[string]any `yaml:"coalescing"` // owned by the cache feature
+	RateLimit RateLimit `yaml:"rate_limit"` // internal/config/access.go
+	IPFilter  IPFilter  `yaml:"ip_filter"`  // gateway-wide allow/block list (access.go)
+	// TrustedHops counts the proxies in front of Envoy: the client IP is the x-forwarded-for entry
+	// that many places left of the one Envoy appended (access.go).
+	TrustedHops int        `yaml:"trusted_hops"`
+	Coalescing  Coalescing `yaml:"coalescing"` // internal/config/cache.go
 }
 
 // SecurityLimits bound what a single request may carry before any bucket logic runs.
@@ -63,13 +68,13 @@ type Bucket struct {
 	S3         S3     `yaml:"s3"`
 
 	// Sections owned by later features, accepted for compatibility.
-	Auth          map[string]any `yaml:"auth"`
-	JWT           map[string]any `yaml:"jwt"`
-	Cache         map[string]any `yaml:"cache"`
+	Auth          BucketAuth     `yaml:"auth"`  // internal/config/access.go
+	JWT           JWT            `yaml:"jwt"`   // access.go: the seed dialect of auth.jwt
+	Cache         BucketCache    `yaml:"cache"` // internal/config/cache.go
 	Authorization map[string]any `yaml:"authorization"`
-	IPFilter      map[string]any `yaml:"ip_filter"`
+	IPFilter      IPFilter       `yaml:"ip_filter"` // internal/config/access.go
 	Watermark     map[string]any `yaml:"watermark"`
-	Policies      []any          `yaml:"policies"`
+	Policies      []string       `yaml:"policies"` // names from the top-level policies list, in order
 }
 
 // S3 is how the origin reaches a bucket: path-style on a custom endpoint, virtual-hosted on AWS.
@@ -84,7 +89,7 @@ type S3 struct {
 	ConnectionPoolSize int     `yaml:"connection_pool_size"` // default 50: max idle conns per host
 
 	// Sections owned by later features, accepted for compatibility.
-	RateLimit      map[string]any `yaml:"rate_limit"`
+	RateLimit      Rate           `yaml:"rate_limit"` // per-bucket limit, internal/config/access.go
 	Retry          map[string]any `yaml:"retry"`
 	CircuitBreaker map[string]any `yaml:"circuit_breaker"`
 	Replicas       []any          `yaml:"replicas"`

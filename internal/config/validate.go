@@ -35,6 +35,10 @@ func validate(cfg *Config) Errors {
 	c.origin()
 	c.extProc()
 	c.listenAddresses()
+	c.access()
+	c.cache()
+	c.observability()
+	c.policies()
 	return c.errs
 }
 
