@@ -1,0 +1,7 @@
+;; Unbounded recursion.
+(module
+  (memory (export "memory") 1)
+  (func $down (param i32) (result i32)
+    (i32.add (call $down (i32.add (local.get 0) (i32.const 1))) (i32.const 1)))
+  (func (export "handle_request") (result i64)
+    (i64.extend_i32_u (call $down (i32.const 0)))))
