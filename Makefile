@@ -6,7 +6,7 @@ BENCHSTAT   := golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4d
 VERSITYGW   := github.com/versity/versitygw/cmd/versitygw@v1.8.0
 BENCH_COUNT ?= 6
 
-.PHONY: help build test run bench lint fuzz deps clean e2e-envoy
+.PHONY: help build test run bench lint fuzz deps clean e2e-envoy policies
 
 help: ## list targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -14,6 +14,13 @@ help: ## list targets
 build: ## build bin/extproc and bin/xds
 	$(GO) build -o $(BIN)/extproc ./extproc/cmd/extproc
 	$(GO) build -o $(BIN)/xds ./xds/cmd/xds
+
+POLICIES := $(notdir $(wildcard wasm-policies/examples/*))
+
+policies: ## build the example wasm policies into bin/policies/ (GOOS=wasip1 reactors)
+	@mkdir -p $(BIN)/policies
+	@for p in $(POLICIES); do echo "  $$p"; GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath \
+		-o $(BIN)/policies/$$p.wasm ./wasm-policies/examples/$$p || exit 1; done
 
 deps: ## install the test dependencies (versitygw, redis-server, wabt) if missing
 	@command -v versitygw >/dev/null 2>&1 || test -x "$$($(GO) env GOPATH)/bin/versitygw" || $(GO) install $(VERSITYGW)
@@ -47,6 +54,7 @@ fuzz: ## run each fuzz target for FUZZTIME (default 30s)
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $${FUZZTIME:-30s} ./internal/config
 	$(GO) test -run '^$$' -fuzz FuzzDecodePath -fuzztime $${FUZZTIME:-30s} ./internal/requestcheck
 	$(GO) test -run '^$$' -fuzz FuzzLookup -fuzztime $${FUZZTIME:-30s} ./internal/route
+	$(GO) test -run '^$$' -fuzz FuzzInstrumentFuel -fuzztime $${FUZZTIME:-30s} ./internal/policy
 
 clean:
 	rm -rf $(BIN)

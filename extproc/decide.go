@@ -49,6 +49,10 @@ type Decision struct {
 	Key     string
 	// Upstream holds the extra request mutations on continue.
 	Upstream Upstream
+	// Access lists the access checks' outcomes ("ip:allowed", "auth:ok", ...) for audit records.
+	Access []string
+	// Subject is the authenticated subject when a stage refused the request after auth (audit).
+	Subject string
 }
 
 // Allowed reports whether the request continues upstream.
@@ -71,6 +75,7 @@ type Exchange struct {
 	Key         string
 	Subject     string         // authenticated subject, set by the auth stage
 	Claims      map[string]any // verified token claims, set by the auth stage
+	Access      []string       // access-check outcomes, copied into the Decision (stages_access.go)
 	Upstream    Upstream
 }
 
@@ -100,6 +105,8 @@ func NewPipeline(store *runtime.Store, now func() time.Time, stages ...Stage) *P
 // Decide applies ARCHITECTURE.md §2 steps 1–3 (method, limits, route), then the stages, and
 // signs what passes.
 func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
+	routing := routeSpan(ctx) // observe.go: steps 1–3 as one "route" span
+	defer routing.End()
 	snap := p.store.Load()
 	if snap == nil {
 		return reject(http.StatusServiceUnavailable, "not_ready", "gateway configuration is not loaded yet", r.RequestID)
@@ -129,10 +136,12 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 		d.Bucket = bucket
 		return d
 	}
+	routing.End()
 	x := Exchange{Req: r, Snap: snap, Bucket: &snap.Buckets[idx], BucketIndex: idx, Key: key}
 	for _, st := range p.stages {
-		if d := st.Run(ctx, &x); d != nil {
-			d.Bucket, d.Key = bucket, key
+		if d := runStage(ctx, st, &x); d != nil { // observe.go: a span per stage
+			d.Bucket, d.Key, d.Access = bucket, key, x.Access
+			d.Subject = x.Subject
 			return *d
 		}
 	}
@@ -149,6 +158,7 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 			Time:      p.now(),
 		}),
 		Upstream: x.Upstream,
+		Access:   x.Access,
 	}
 }
 

@@ -28,6 +28,7 @@ type Server struct {
 	pipeline *Pipeline
 	log      *slog.Logger
 	metrics  *metrics
+	obs      *Observability // nil: identity headers only (observe.go)
 }
 
 // NewServer returns the gRPC service; reg receives its metrics.
@@ -83,8 +84,11 @@ func (s *Server) handle(ctx context.Context, req *extprocv3.ProcessingRequest) (
 func (s *Server) onRequestHeaders(ctx context.Context, h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
 	start := time.Now()
 	r := requestFromHeaders(h.GetHeaders())
+	ctx, ob := s.obs.begin(ctx, &r, start)
 	d := s.pipeline.Decide(ctx, &r)
-	s.metrics.observe(&d, time.Since(start))
+	took := time.Since(start)
+	s.metrics.observe(&d, took)
+	s.obs.end(ctx, ob, &r, &d, took)
 	if !d.Allowed() {
 		if d.Status >= http.StatusInternalServerError {
 			s.log.Warn("request refused", "request_id", r.RequestID, "status", d.Status, "reason", d.Reason)

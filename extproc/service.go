@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/yatagarasu/yatagarasu/internal/admin"
+	"github.com/yatagarasu/yatagarasu/internal/cache"
 	"github.com/yatagarasu/yatagarasu/internal/config"
 	"github.com/yatagarasu/yatagarasu/internal/origin"
 	"github.com/yatagarasu/yatagarasu/internal/runtime"
@@ -31,6 +32,10 @@ type Service struct {
 	Store    *runtime.Store
 	Registry *prometheus.Registry
 	Admin    *admin.Handler // features register /admin/* endpoints here
+	// Cache is the object cache (nil when disabled); it outlives config reloads (service_cache.go).
+	Cache          *cache.Tiered
+	CacheAdmin     *cache.Admin
+	cacheResponder *cache.Responder
 
 	log     *slog.Logger
 	grpc    *grpc.Server
@@ -40,6 +45,10 @@ type Service struct {
 	addrs   Addrs
 	errc    chan error
 	stopped chan struct{}
+
+	policies *policyRuntime // wasm policy host, extproc/policy_runtime.go
+	access   *Access        // IP lists, rate limits, JWT: state kept across reloads (stages_access.go)
+	obs      *Observability // tracing, audit log, request metrics (observe.go, service_observe.go)
 }
 
 // Addrs are the addresses the service actually listens on (useful when the config asks for port 0).
@@ -52,8 +61,26 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Service,
 		return nil, fmt.Errorf("build runtime snapshot: %w", err)
 	}
 	s := &Service{Store: &runtime.Store{}, Registry: prometheus.NewRegistry(), log: log, errc: make(chan error, 3), stopped: make(chan struct{})}
-	s.Store.Set(snap)
+	s.access = NewAccess(log, s.Registry)
+	if err := s.access.Bind(snap); err != nil {
+		_ = s.access.Close()
+		return nil, fmt.Errorf("access control: %w", err)
+	}
+	if s.policies, err = newPolicyRuntime(s.Store, log, s.Registry); err != nil {
+		return nil, fmt.Errorf("policy host: %w", err)
+	}
+	if err := s.policies.publish(ctx, cfg, snap); err != nil {
+		_ = s.policies.close(ctx)
+		_ = s.access.Close()
+		return nil, fmt.Errorf("load policies: %w", err)
+	}
 	s.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if s.obs, err = NewObservability(ctx, cfg, log, s.Registry, s.trustedHops); err != nil {
+		return nil, fmt.Errorf("observability: %w", err)
+	}
+	if err := s.startCache(ctx, cfg); err != nil {
+		return nil, err
+	}
 
 	var lc net.ListenConfig
 	lis := make([]net.Listener, 0, 3)
@@ -76,16 +103,18 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Service,
 		// Envoy pings every 30s; grpc-go's default 5 min enforcement would GOAWAY it.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 5 * time.Second}),
+		grpc.ChainStreamInterceptor(streamInterceptor(s.Registry)), // observe.go: stream counts
 	)
-	extprocv3.RegisterExternalProcessorServer(s.grpc, NewServer(NewPipeline(s.Store, time.Now), log, s.Registry))
+	extprocv3.RegisterExternalProcessorServer(s.grpc, NewServer(NewPipeline(s.Store, time.Now, s.access.IPFilter(), s.access.RateLimit(), s.access.Auth(), s.access.UserRateLimit(), &PolicyStage{}, &CacheStage{Cache: s.Cache}), log, s.Registry).WithObservability(s.obs))
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 
 	s.origin = &http.Server{
-		Handler:           origin.New(snap.Signer, s.Store.S3Bucket, log, s.Registry, time.Now),
+		Handler:           s.observeOrigin(s.withCache(origin.New(snap.Signer, s.Store.S3Bucket, log, s.Registry, time.Now))),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
-	s.Admin = admin.New(admin.Options{Gatherer: s.Registry, Ready: s.ready})
+	s.Admin = admin.New(admin.Options{Gatherer: s.Registry, Ready: s.ready, AdminAuth: s.access.AdminAuth(s.Store)})
+	s.registerCacheAdmin(ctx)
 	s.admin = &http.Server{Handler: s.Admin, ReadHeaderTimeout: 10 * time.Second}
 	go func() { s.errc <- s.grpc.Serve(lis[0]) }()
 	go func() { s.errc <- serveHTTP(s.origin, lis[1]) }()
@@ -141,7 +170,7 @@ func (s *Service) Shutdown(ctx context.Context) error {
 	}
 	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 	defer cancel()
-	return errors.Join(err, s.admin.Shutdown(closeCtx))
+	return errors.Join(err, s.closeObservability(ctx), s.admin.Shutdown(closeCtx), s.closeCache(), s.policies.close(closeCtx), s.access.Close())
 }
 
 // Reload builds a snapshot from cfg and swaps it in; requests already deciding finish on the
@@ -159,7 +188,13 @@ func (s *Service) Reload(cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("reload: %w", err)
 	}
-	s.Store.Set(snap)
+	s.warnCacheReload(old, cfg)
+	if err := s.access.Bind(snap); err != nil {
+		return fmt.Errorf("reload: %w", err)
+	}
+	if err := s.policies.publish(context.Background(), cfg, snap); err != nil {
+		return fmt.Errorf("reload: %w", err)
+	}
 	s.log.Info("config reloaded", "buckets", len(cfg.Buckets))
 	return nil
 }

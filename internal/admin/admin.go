@@ -79,6 +79,9 @@ func (h *Handler) HandleAdmin(pattern string, handler http.Handler) {
 			return
 		}
 		if refusal := h.opts.AdminAuth(r); refusal != nil {
+			if refusal.Status == http.StatusUnauthorized {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="yatagarasu-admin"`)
+			}
 			httperr.Write(w, *refusal)
 			return
 		}

@@ -4,6 +4,7 @@
 package origin
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"io"
@@ -34,7 +35,9 @@ type Handler struct {
 	log     *slog.Logger
 	now     func() time.Time
 	metrics *metrics
-	bufs    sync.Pool // *[]byte of bufferSize
+	bufs    sync.Pool   // *[]byte of bufferSize
+	cache   ObjectCache // nil: no object cache (cache.go)
+	obs     *Observer   // nil: not observed (observe.go)
 }
 
 // New returns the origin handler. buckets resolves a gateway bucket name from the verified claims
@@ -63,6 +66,8 @@ func New(signer *originauth.Signer, buckets func(name string) (*s3.Bucket, bool)
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w, r, done := h.observe(w, r) // observe.go: span, metrics, audit record when the response is complete
+	defer done()
 	claims, err := h.signer.Verify(r.Method, r.Header.Get, h.now())
 	if err != nil {
 		msg := "request is not signed by the gateway"
@@ -75,6 +80,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rid := claims.RequestID
+	noteClaims(w, &claims)
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		h.fail(w, noBucket, httperr.New(http.StatusMethodNotAllowed, "only GET and HEAD are served", rid))
@@ -85,6 +91,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.log.WarnContext(r.Context(), "signed request for a bucket that is not configured",
 			"bucket", claims.Bucket, "request_id", rid)
 		h.fail(w, noBucket, httperr.New(http.StatusNotFound, "bucket not found", rid))
+		return
+	}
+	if h.cache != nil && h.cache.ServeCached(w, r, bucket, claims) {
 		return
 	}
 	h.serveObject(w, r, bucket, claims)
@@ -105,7 +114,9 @@ func (h *Handler) serveObject(w http.ResponseWriter, r *http.Request, bucket *s3
 		op, fetch = "head", bucket.Head
 	}
 	start := h.now()
-	obj, err := fetch(ctx, c.Key, cond)
+	sctx, s3done := h.s3Span(ctx, w, op, label)
+	obj, err := fetch(sctx, c.Key, cond)
+	s3done(err)
 	h.metrics.s3.WithLabelValues(label, op).Observe(h.now().Sub(start).Seconds())
 	if err != nil {
 		e := s3.Classify(err)
@@ -141,7 +152,7 @@ func (h *Handler) serveObject(w http.ResponseWriter, r *http.Request, bucket *s3
 		}
 	}
 	setIf(hdr, "X-Request-Id", c.RequestID)
-	hdr.Set("X-Cache", "MISS")
+	hdr.Set("X-Cache", cmp.Or(hdr.Get("X-Cache"), "MISS")) // the cache hook may have said BYPASS
 	w.WriteHeader(obj.Status)
 	h.metrics.requests.WithLabelValues(label, strconv.Itoa(obj.Status)).Inc()
 
@@ -196,7 +207,7 @@ func (e *errWriter) Write(p []byte) (int, error) {
 }
 
 func (h *Handler) fail(w http.ResponseWriter, bucketLabel string, b httperr.Body) {
-	w.Header().Set("X-Cache", "MISS")
+	w.Header().Set("X-Cache", cmp.Or(w.Header().Get("X-Cache"), "MISS"))
 	httperr.Write(w, b)
 	h.metrics.requests.WithLabelValues(bucketLabel, strconv.Itoa(b.Status)).Inc()
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/yatagarasu/yatagarasu/internal/config"
 	"github.com/yatagarasu/yatagarasu/internal/originauth"
+	"github.com/yatagarasu/yatagarasu/internal/policy"
 	"github.com/yatagarasu/yatagarasu/internal/requestcheck"
 	"github.com/yatagarasu/yatagarasu/internal/route"
 	"github.com/yatagarasu/yatagarasu/internal/s3"
@@ -21,6 +22,10 @@ type Snapshot struct {
 	S3      map[string]*s3.Bucket
 	Limits  requestcheck.Limits
 	Signer  *originauth.Signer
+	Access  Access // IP lists, rate limits, JWT (access.go)
+	// Policies are the compiled wasm policies of this config version; extproc sets them after
+	// Build (compiling needs the service's long-lived policy host).
+	Policies *policy.Set
 }
 
 // Build compiles cfg (already validated by config.Load) into a Snapshot.
@@ -39,8 +44,13 @@ func Build(cfg *config.Config) (*Snapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("build routes: %w", err)
 	}
+	access, err := buildAccess(cfg)
+	if err != nil {
+		return nil, err
+	}
 	lim := cfg.Server.SecurityLimits
 	return &Snapshot{
+		Access:  access,
 		Config:  cfg,
 		Routes:  routes,
 		Buckets: cfg.Buckets,

@@ -5,7 +5,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/yatagarasu/yatagarasu/extproc"
 	"github.com/yatagarasu/yatagarasu/internal/config"
+	"github.com/yatagarasu/yatagarasu/internal/telemetry"
 )
 
 func main() {
@@ -23,11 +23,13 @@ func main() {
 }
 
 func run() error {
+	if len(os.Args) > 1 && os.Args[1] == "policy" {
+		return policyCommand(os.Args[2:], os.Stdout) // policy.go
+	}
 	path := flag.String("config", "config.yaml", "path to the Yatagarasu YAML config")
 	check := flag.Bool("check", false, "validate the config and exit")
 	drain := flag.Duration("drain-timeout", 30*time.Second, "on SIGTERM, how long in-flight requests may take before they are cut")
 	flag.Parse()
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 
 	cfg, err := config.Load(*path)
 	if err != nil {
@@ -37,6 +39,7 @@ func run() error {
 		fmt.Printf("%s: OK (%d buckets)\n", *path, len(cfg.Buckets))
 		return nil
 	}
+	log := telemetry.NewLogger(cfg.Logging, os.Stderr) // logging.level and logging.format
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	svc, err := extproc.Start(ctx, cfg, log)
