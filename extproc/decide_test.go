@@ -215,7 +215,8 @@ func TestStageMutationsGoUpstreamButCannotForgeSignedHeaders(t *testing.T) {
 	if len(set["x-yatagarasu-bucket"]) != 1 || set["x-yatagarasu-bucket"][0] != "products" {
 		t.Fatalf("a stage forged the bucket header: %v", set["x-yatagarasu-bucket"])
 	}
-	if set["x-yatagarasu-subject"][0] != "alice" || set["x-tier"][0] != "gold" || set[":path"][0] != "/products/k" {
+	if len(set["x-yatagarasu-auth"]) != 1 || !strings.Contains(set["x-yatagarasu-auth"][0], ";sub=alice;") ||
+		len(set["x-tier"]) != 1 || set["x-tier"][0] != "gold" || len(set[":path"]) != 1 || set[":path"][0] != "/products/k" {
 		t.Fatalf("set = %v", set)
 	}
 	if rm := resp.GetRemoveHeaders(); len(rm) != 1 || rm[0] != "authorization" {

@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -223,7 +224,7 @@ func TestRefusesUnsignedTamperedAndExpired(t *testing.T) {
 	assertJSONError(t, resp, body, http.StatusForbidden, notSigned)
 
 	tampered := f.request(t, http.MethodGet, "/media/small.txt", "media", "small.txt", clock)
-	tampered.Header.Set(originauth.HeaderKey, "other.txt")
+	tampered.Header.Set(originauth.HeaderAuth, strings.Replace(tampered.Header.Get(originauth.HeaderAuth), "key=small.txt", "key=other.txt", 1))
 	resp, body = f.do(t, tampered)
 	assertJSONError(t, resp, body, http.StatusForbidden, notSigned)
 

@@ -17,15 +17,14 @@ import (
 )
 
 // Header names extproc sets on allowed requests and the origin reads. Every client-sent header
-// with Prefix is removed by extproc before these are set.
+// with Prefix is removed by extproc before these are set. The bucket has a header of its own
+// because Envoy's route table matches on it; everything else rides in one header, since each
+// header is a message on the ext_proc stream and an entry Envoy validates per request.
 const (
-	Prefix          = "x-yatagarasu-"
-	HeaderBucket    = "x-yatagarasu-bucket"
-	HeaderKey       = "x-yatagarasu-key" // object key, percent-encoded (url.PathEscape)
-	HeaderSubject   = "x-yatagarasu-subject"
-	HeaderRequestID = "x-yatagarasu-request-id"
-	HeaderTimestamp = "x-yatagarasu-ts" // unix seconds
-	HeaderSignature = "x-yatagarasu-signature"
+	Prefix       = "x-yatagarasu-"
+	HeaderBucket = "x-yatagarasu-bucket"
+	// HeaderAuth carries "v1;ts=<unix>;key=<k>;sub=<s>;rid=<id>;sig=<hex>", values PathEscape'd.
+	HeaderAuth = "x-yatagarasu-auth"
 )
 
 // Claims is what extproc decided about one request and what the origin acts on.
@@ -62,29 +61,38 @@ func NewSigner(secret string, maxSkew time.Duration) *Signer {
 // Headers returns the internal headers (name → value) that carry c to the origin.
 func (s *Signer) Headers(c Claims) [][2]string {
 	ts := strconv.FormatInt(c.Time.Unix(), 10)
-	key := url.PathEscape(c.Key)
-	return [][2]string{
-		{HeaderBucket, c.Bucket},
-		{HeaderKey, key},
-		{HeaderSubject, c.Subject},
-		{HeaderRequestID, c.RequestID},
-		{HeaderTimestamp, ts},
-		{HeaderSignature, s.mac(c.Method, c.Bucket, key, c.Subject, c.RequestID, ts)},
-	}
+	key, sub, rid := url.PathEscape(c.Key), url.PathEscape(c.Subject), url.PathEscape(c.RequestID)
+	sig := s.mac(c.Method, c.Bucket, key, sub, rid, ts)
+	auth := make([]byte, 0, 32+len(ts)+len(key)+len(sub)+len(rid)+len(sig))
+	auth = append(auth, "v1;ts="...)
+	auth = append(auth, ts...)
+	auth = append(auth, ";key="...)
+	auth = append(auth, key...)
+	auth = append(auth, ";sub="...)
+	auth = append(auth, sub...)
+	auth = append(auth, ";rid="...)
+	auth = append(auth, rid...)
+	auth = append(auth, ";sig="...)
+	auth = append(auth, sig...)
+	return [][2]string{{HeaderBucket, c.Bucket}, {HeaderAuth, string(auth)}}
 }
 
 // Verify checks the signed headers (read through get) for a request with method at time now.
 func (s *Signer) Verify(method string, get func(string) string, now time.Time) (Claims, error) {
-	sig := get(HeaderSignature)
-	if sig == "" {
+	auth := get(HeaderAuth)
+	if auth == "" {
 		return Claims{}, ErrMissing
 	}
-	bucket, key, sub, rid, ts := get(HeaderBucket), get(HeaderKey), get(HeaderSubject), get(HeaderRequestID), get(HeaderTimestamp)
-	want := s.mac(method, bucket, key, sub, rid, ts)
-	if !hmac.Equal([]byte(sig), []byte(want)) {
+	f, ok := parseAuth(auth)
+	if !ok {
+		return Claims{}, fmt.Errorf("%w: malformed %s", ErrInvalid, HeaderAuth)
+	}
+	bucket := get(HeaderBucket)
+	want := s.mac(method, bucket, f.key, f.sub, f.rid, f.ts)
+	if !hmac.Equal([]byte(f.sig), []byte(want)) {
 		return Claims{}, ErrInvalid
 	}
-	secs, err := strconv.ParseInt(ts, 10, 64)
+	secs, err := strconv.ParseInt(f.ts, 10, 64)
 	if err != nil {
 		return Claims{}, fmt.Errorf("%w: bad timestamp", ErrInvalid)
 	}
@@ -92,11 +100,35 @@ func (s *Signer) Verify(method string, get func(string) string, now time.Time) (
 	if d := now.Sub(t); d > s.maxSkew || d < -s.maxSkew {
 		return Claims{}, ErrExpired
 	}
-	decoded, err := url.PathUnescape(key)
-	if err != nil || bucket == "" || decoded == "" {
+	key, err1 := url.PathUnescape(f.key)
+	sub, err2 := url.PathUnescape(f.sub)
+	rid, err3 := url.PathUnescape(f.rid)
+	if err1 != nil || err2 != nil || err3 != nil || bucket == "" || key == "" {
 		return Claims{}, fmt.Errorf("%w: bad bucket or key", ErrInvalid)
 	}
-	return Claims{Method: method, Bucket: bucket, Key: decoded, Subject: sub, RequestID: rid, Time: t}, nil
+	return Claims{Method: method, Bucket: bucket, Key: key, Subject: sub, RequestID: rid, Time: t}, nil
+}
+
+type authFields struct{ ts, key, sub, rid, sig string }
+
+// parseAuth splits the auth header; fields must come in the order Headers writes them.
+func parseAuth(v string) (authFields, bool) {
+	var f authFields
+	rest, ok := strings.CutPrefix(v, "v1;")
+	if !ok {
+		return f, false
+	}
+	for _, dst := range []struct {
+		name string
+		val  *string
+	}{{"ts=", &f.ts}, {"key=", &f.key}, {"sub=", &f.sub}, {"rid=", &f.rid}, {"sig=", &f.sig}} {
+		var field string
+		field, rest, _ = strings.Cut(rest, ";")
+		if *dst.val, ok = strings.CutPrefix(field, dst.name); !ok {
+			return f, false
+		}
+	}
+	return f, rest == ""
 }
 
 func (s *Signer) mac(parts ...string) string {
