@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+
+	"github.com/yatagarasu/yatagarasu/internal/benchutil"
 )
 
 // nullServer answers every request_headers with a bare CONTINUE: the floor any ext_proc service
@@ -43,6 +45,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 			req := envoyHeaders("GET", "/media/2026/11/video.mp4", "user-agent", "bench/1.0", "accept", "*/*")
 			b.SetParallelism(32) // × GOMAXPROCS(2) = 64 concurrent streams
 			b.ReportAllocs()
+			defer benchutil.ReportCPU(b)()
 			b.RunParallel(func(pb *testing.PB) {
 				ctx := context.Background()
 				for pb.Next() {

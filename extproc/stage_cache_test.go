@@ -11,6 +11,7 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 
 	"github.com/yatagarasu/yatagarasu/internal/auth/authtest"
+	"github.com/yatagarasu/yatagarasu/internal/benchutil"
 	"github.com/yatagarasu/yatagarasu/internal/cache"
 	"github.com/yatagarasu/yatagarasu/internal/cache/memory"
 	"github.com/yatagarasu/yatagarasu/internal/config"
@@ -190,6 +191,7 @@ server:
 			cl := serve(b, servers[name])
 			b.SetParallelism(32) // × GOMAXPROCS(2) = 64 concurrent streams
 			b.ReportAllocs()
+			defer benchutil.ReportCPU(b)()
 			b.RunParallel(func(pb *testing.PB) {
 				ctx := context.Background()
 				for pb.Next() {

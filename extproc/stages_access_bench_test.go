@@ -11,6 +11,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/yatagarasu/yatagarasu/internal/auth/authtest"
+	"github.com/yatagarasu/yatagarasu/internal/benchutil"
 )
 
 // BenchmarkRoundTripAccess compares, in one run and on Envoy-shaped streams at 64 concurrent
@@ -53,6 +54,7 @@ buckets:
 				"x-forwarded-for", "198.51.100.7,10.0.0.1", "authorization", "Bearer "+token)
 			b.SetParallelism(32) // × GOMAXPROCS(2) = 64 concurrent streams
 			b.ReportAllocs()
+			defer benchutil.ReportCPU(b)()
 			b.RunParallel(func(pb *testing.PB) {
 				ctx := context.Background()
 				for pb.Next() {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/yatagarasu/yatagarasu/internal/benchutil"
 	"github.com/yatagarasu/yatagarasu/internal/devstack"
 )
 
@@ -65,6 +66,7 @@ func BenchmarkObservabilityOverhead(b *testing.B) {
 			b.ReportAllocs()
 			b.SetParallelism(4)
 			b.ResetTimer()
+			defer benchutil.ReportCPU(b, s3srv.Pid())()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					if _, err := get(); err != nil {

@@ -10,6 +10,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/yatagarasu/yatagarasu/internal/benchutil"
 )
 
 // inFlightHeap starts n downloads of the 64 MiB object through the gateway, reads the first MiB
@@ -83,6 +85,7 @@ func BenchmarkMissPath(b *testing.B) {
 		client := s3srv.Client()
 		b.SetBytes(1 << 20)
 		b.SetParallelism(4)
+		defer benchutil.ReportCPU(b, s3srv.Pid())()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				out, err := client.GetObject(context.Background(), &awss3.GetObjectInput{Bucket: aws.String("products"), Key: aws.String(key)})
@@ -103,6 +106,7 @@ func BenchmarkMissPath(b *testing.B) {
 		url := stacks[0].GatewayURL + "/products/" + key
 		b.SetBytes(1 << 20)
 		b.SetParallelism(4)
+		defer benchutil.ReportCPU(b, s3srv.Pid())()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				res, err := http.Get(url)
