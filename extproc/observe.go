@@ -29,6 +29,7 @@ type Observability struct {
 	Tracing  *telemetry.Tracing
 	Audit    *audit.Logger // nil: audit log off
 	Redactor *audit.Redactor
+	Recorded *audit.RecentIDs // request ids audited lately; Envoy's access log skips them (accesslog.go)
 	// RecordHeaders are request headers copied (redacted) into audit records.
 	RecordHeaders []string
 	Requests      *telemetry.RequestMetrics
@@ -53,7 +54,7 @@ func NewObservability(ctx context.Context, cfg *config.Config, log *slog.Logger,
 		return nil, errors.Join(err, tr.Shutdown(ctx))
 	}
 	o := &Observability{
-		Tracing: tr, Audit: al,
+		Tracing: tr, Audit: al, Recorded: audit.NewRecentIDs(audit.DefaultRecentIDs, audit.DefaultRecentIDTTL),
 		Redactor:      audit.NewRedactor(cfg.AuditLog.RedactHeaders, cfg.AuditLog.RedactQueryParams),
 		RecordHeaders: lower(cfg.AuditLog.RecordHeaders),
 		Requests:      telemetry.NewRequestMetrics(reg),
@@ -97,7 +98,7 @@ func (o *Observability) Origin() *origin.Observer {
 	ob := &origin.Observer{Tracing: o.Tracing, Requests: o.Requests, Slow: o.Slow, SlowLevel: o.SlowLevel, SlowBreakdown: o.SlowBreakdown,
 		LogRequests: o.LogRequests, Log: o.Log}
 	if o.Audit != nil {
-		ob.Audit = o.Audit.Log
+		ob.Audit = o.logAudit
 		ob.Redactor = o.Redactor
 		ob.RecordHeaders = o.RecordHeaders
 	}
@@ -184,7 +185,7 @@ func (o *Observability) end(ctx context.Context, ob observed, r *Request, d *Dec
 	}
 	o.Requests.Observe(d.Bucket, r.Method, d.Status, cacheStatus, took)
 	if o.Audit != nil {
-		o.Audit.Log(o.record(ob, r, d, cacheStatus, took))
+		o.logAudit(o.record(ob, r, d, cacheStatus, took))
 	}
 	if o.LogRequests {
 		var traceID string

@@ -23,6 +23,7 @@ import (
 	"github.com/yatagarasu/yatagarasu/internal/config"
 	"github.com/yatagarasu/yatagarasu/internal/origin"
 	"github.com/yatagarasu/yatagarasu/internal/runtime"
+	"github.com/yatagarasu/yatagarasu/internal/s3"
 	"github.com/yatagarasu/yatagarasu/internal/watch"
 )
 
@@ -49,6 +50,12 @@ type Service struct {
 	policies *policyRuntime // wasm policy host, extproc/policy_runtime.go
 	access   *Access        // IP lists, rate limits, JWT: state kept across reloads (stages_access.go)
 	obs      *Observability // tracing, audit log, request metrics (observe.go, service_observe.go)
+	// als serves Envoy's access logs, so Envoy's own replies get audit records (accesslog.go).
+	als *AccessLogServer
+
+	backends  *s3.Health       // breakers and probe state of every S3 backend, kept across reloads (stage_backend.go)
+	inflight  *origin.InFlight // requests in flight at the origin, for server.max_concurrent_requests
+	stopProbe context.CancelFunc
 }
 
 // Addrs are the addresses the service actually listens on (useful when the config asks for port 0).
@@ -56,11 +63,13 @@ type Addrs struct{ GRPC, Origin, Admin string }
 
 // Start builds the snapshot from cfg and starts all three servers on cfg's addresses.
 func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Service, error) {
-	snap, err := runtime.Build(cfg)
+	backends := s3.NewHealth(log)
+	snap, err := runtime.Build(cfg, s3.WithHealth(backends))
 	if err != nil {
 		return nil, fmt.Errorf("build runtime snapshot: %w", err)
 	}
 	s := &Service{Store: &runtime.Store{}, Registry: prometheus.NewRegistry(), log: log, errc: make(chan error, 3), stopped: make(chan struct{})}
+	s.backends, s.inflight = backends, &origin.InFlight{}
 	s.access = NewAccess(log, s.Registry)
 	if err := s.access.Bind(snap); err != nil {
 		_ = s.access.Close()
@@ -105,17 +114,19 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Service,
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 5 * time.Second}),
 		grpc.ChainStreamInterceptor(streamInterceptor(s.Registry)), // observe.go: stream counts
 	)
-	extprocv3.RegisterExternalProcessorServer(s.grpc, NewServer(NewPipeline(s.Store, time.Now, s.access.IPFilter(), s.access.RateLimit(), s.access.Auth(), s.access.UserRateLimit(), &PolicyStage{}, &CacheStage{Cache: s.Cache}), log, s.Registry).WithObservability(s.obs))
+	extprocv3.RegisterExternalProcessorServer(s.grpc, NewServer(NewPipeline(s.Store, time.Now, s.access.IPFilter(), s.access.RateLimit(), &BackendStage{InFlight: s.inflight}, s.access.Auth(), s.access.UserRateLimit(), &PolicyStage{}, &CacheStage{Cache: s.Cache}), log, s.Registry).WithObservability(s.obs))
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
+	s.als = s.registerAccessLog()
 
 	s.origin = &http.Server{
-		Handler:           s.observeOrigin(s.withCache(origin.New(snap.Signer, s.Store.S3Bucket, log, s.Registry, time.Now))),
+		Handler:           s.inflight.Wrap(s.observeOrigin(s.withCache(origin.New(snap.Signer, s.Store.S3Bucket, log, s.Registry, time.Now))), s.maxConcurrent),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	s.Admin = admin.New(admin.Options{Gatherer: s.Registry, Ready: s.ready, AdminAuth: s.access.AdminAuth(s.Store)})
 	s.registerCacheAdmin(ctx)
 	s.admin = &http.Server{Handler: s.Admin, ReadHeaderTimeout: 10 * time.Second}
+	s.startBackends() // stage_backend.go: background S3 probes
 	go func() { s.errc <- s.grpc.Serve(lis[0]) }()
 	go func() { s.errc <- serveHTTP(s.origin, lis[1]) }()
 	go func() { s.errc <- serveHTTP(s.admin, lis[2]) }()
@@ -156,12 +167,14 @@ func (s *Service) ready(ctx context.Context) error {
 func (s *Service) Shutdown(ctx context.Context) error {
 	s.Admin.Drain()
 	s.health.Shutdown()
+	s.stopBackends()
 	grpcDone := make(chan struct{})
 	go func() { s.grpc.GracefulStop(); close(grpcDone) }()
 	err := s.origin.Shutdown(ctx)
 	if err != nil {
 		err = errors.Join(err, s.origin.Close())
 	}
+	s.als.Stop() // ends Envoy's log streams (GracefulStop waits for them) and writes what waits
 	select {
 	case <-grpcDone:
 	case <-ctx.Done():
@@ -184,7 +197,7 @@ func (s *Service) Reload(cfg *config.Config) error {
 	case cfg.Origin.SharedSecret != old.Origin.SharedSecret:
 		return errors.New("reload refused: origin.shared_secret changes only with a restart")
 	}
-	snap, err := runtime.Build(cfg)
+	snap, err := runtime.Build(cfg, s3.WithHealth(s.backends))
 	if err != nil {
 		return fmt.Errorf("reload: %w", err)
 	}

@@ -63,7 +63,8 @@ func TestParseFullConfig(t *testing.T) {
 					Bucket: "public-assets", Region: "eu-west-1", Endpoint: "http://127.0.0.1:9000",
 					AccessKey: "AKIA123", SecretKey: "pa#ss: word ${x}",
 					Timeout: Seconds(5 * time.Second), ConnectionPoolSize: 10,
-					Retry: map[string]any{"max_attempts": 2},
+					ConnectTimeout: Seconds(5 * time.Second), FirstByteTimeout: Seconds(5 * time.Second),
+					Retry: Retry{MaxAttempts: 2, InitialBackoffMs: 100, MaxBackoffMs: 1000}, CircuitBreaker: defaultBreaker,
 				},
 			},
 			{
@@ -71,6 +72,8 @@ func TestParseFullConfig(t *testing.T) {
 				S3: S3{
 					Bucket: "archive", Region: DefaultRegion, AccessKey: "AKIAEXAMPLE",
 					SecretKey: "literal ${NOT_A_VAR}", Timeout: Seconds(DefaultS3Timeout), ConnectionPoolSize: DefaultPoolSize,
+					ConnectTimeout: Seconds(DefaultConnectTimeout), FirstByteTimeout: Seconds(DefaultS3Timeout),
+					Retry: defaultRetry, CircuitBreaker: defaultBreaker,
 				},
 				Auth:     BucketAuth{Enabled: false},
 				Policies: []string{},
@@ -126,6 +129,8 @@ func TestLoadMinimalAppliesDefaults(t *testing.T) {
 			S3: S3{
 				Bucket: "assets", Region: DefaultRegion, Endpoint: "http://127.0.0.1:9000", AccessKey: "ak", SecretKey: "sk",
 				Timeout: Seconds(DefaultS3Timeout), ConnectionPoolSize: DefaultPoolSize,
+				ConnectTimeout: Seconds(DefaultConnectTimeout), FirstByteTimeout: Seconds(DefaultS3Timeout),
+				Retry: defaultRetry, CircuitBreaker: defaultBreaker,
 			},
 		}},
 		ExtProc: ExtProc{GRPCAddress: DefaultExtProcAddress, MessageTimeout: Duration(DefaultMessageTimeout)},
@@ -182,7 +187,7 @@ func TestOriginalProductFullExampleLoads(t *testing.T) {
 	if pub.S3.AccessKey != "AKPUB" || pub.S3.Endpoint != "http://minio:9000" || !pub.S3.PathStyle() {
 		t.Errorf("public-assets s3 = %+v", pub.S3)
 	}
-	if cb := pub.S3.CircuitBreaker["failure_threshold"]; cb != 5 {
+	if cb := pub.S3.CircuitBreaker.FailureThreshold; cb != 5 {
 		t.Errorf("circuit_breaker.failure_threshold = %v", cb)
 	}
 	docs, _ := cfg.BucketByName("documents")
@@ -532,8 +537,8 @@ func TestErrors(t *testing.T) {
 		},
 		{
 			name: "replicas",
-			yaml: "buckets:\n  - name: a\n    path_prefix: /a\n    s3:\n      bucket: a\n      access_key: k\n      secret_key: s\n      replicas: # <--\n        - {name: r1}\n",
-			path: "buckets[0].s3.replicas", msg: "replicas are not supported yet", fix: "single backend",
+			yaml: "buckets:\n  - name: a\n    path_prefix: /a\n    s3:\n      bucket: a\n      replicas: # <--\n        - {name: r1, bucket: b, access_key: k, secret_key: s, priority: 1}\n",
+			path: "buckets[0].s3.replicas", msg: "s3.replicas and s3.bucket are both set", fix: "not both",
 		},
 		{
 			name: "shared secret missing", yaml: okBucket, noSecret: true,

@@ -199,4 +199,5 @@ func (d *decoder) applyDefaults(c *Config) {
 	d.cacheDefaults(c)
 	d.observabilityDefaults(c)
 	d.policyDefaults(c)
+	d.backendDefaults(c) // backend.go
 }

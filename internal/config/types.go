@@ -85,14 +85,18 @@ type S3 struct {
 	AccessKey string `yaml:"access_key"`
 	SecretKey string `yaml:"secret_key"`
 	// Timeout bounds one S3 call (seconds in YAML, default 20).
-	Timeout            Seconds `yaml:"timeout"`
+	Timeout Seconds `yaml:"timeout"`
+	// ConnectTimeout bounds a TCP/TLS connect, FirstByteTimeout one attempt's wait for response
+	// headers (internal/config/backend.go).
+	ConnectTimeout     Seconds `yaml:"connect_timeout"`
+	FirstByteTimeout   Seconds `yaml:"first_byte_timeout"`
 	ConnectionPoolSize int     `yaml:"connection_pool_size"` // default 50: max idle conns per host
 
 	// Sections owned by later features, accepted for compatibility.
-	RateLimit      Rate           `yaml:"rate_limit"` // per-bucket limit, internal/config/access.go
-	Retry          map[string]any `yaml:"retry"`
-	CircuitBreaker map[string]any `yaml:"circuit_breaker"`
-	Replicas       []any          `yaml:"replicas"`
+	RateLimit      Rate           `yaml:"rate_limit"`      // per-bucket limit, internal/config/access.go
+	Retry          Retry          `yaml:"retry"`           // internal/config/backend.go
+	CircuitBreaker CircuitBreaker `yaml:"circuit_breaker"` // internal/config/backend.go
+	Replicas       []Replica      `yaml:"replicas"`        // internal/config/backend.go
 }
 
 // NormalizedPrefix is the path prefix without its trailing slash ("" for the root prefix "/"),

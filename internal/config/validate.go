@@ -182,7 +182,10 @@ func (c *checker) pathPrefix(base string, b Bucket) bool {
 
 func (c *checker) s3(base string, b Bucket) {
 	s := b.S3
-	if s.Bucket == "" {
+	c.s3Protection(base, b) // backend.go
+	if c.s3Replicas(base, b) {
+		// Replicas mode (backend.go): the legacy single-backend keys are absent by design.
+	} else if s.Bucket == "" {
 		c.add(base+".bucket", fmt.Sprintf("s3.bucket is required for bucket %q", b.Name), `add e.g. bucket: "my-s3-bucket" under s3`)
 	}
 	if s.Endpoint != "" {
@@ -190,7 +193,7 @@ func (c *checker) s3(base string, b Bucket) {
 			c.add(base+".endpoint", fmt.Sprintf("%q %s", s.Endpoint, msg), "use e.g. http://127.0.0.1:9000, or remove endpoint for AWS S3")
 		}
 	}
-	if s.AccessKey == "" || s.SecretKey == "" {
+	if len(s.Replicas) == 0 && (s.AccessKey == "" || s.SecretKey == "") {
 		missing := base + ".access_key"
 		if s.AccessKey != "" {
 			missing = base + ".secret_key"
@@ -203,10 +206,6 @@ func (c *checker) s3(base string, b Bucket) {
 	}
 	if s.ConnectionPoolSize <= 0 {
 		c.add(base+".connection_pool_size", fmt.Sprintf("must be greater than 0, got %d", s.ConnectionPoolSize), "use e.g. connection_pool_size: 50, or remove it for the default")
-	}
-	if c.cfg.pos.present(base + ".replicas") {
-		c.add(base+".replicas", "replicas are not supported yet",
-			"configure a single backend with s3.bucket, s3.region, s3.endpoint, s3.access_key and s3.secret_key")
 	}
 }
 

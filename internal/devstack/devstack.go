@@ -42,6 +42,9 @@ type Bucket struct {
 	Extra string
 	// S3Extra is YAML appended to the bucket's s3 mapping (rate_limit, retry, ...), keys in column 0.
 	S3Extra string
+	// Replicas is YAML for the s3.replicas list (keys in column 0); when set, the single-backend
+	// keys (bucket, region, endpoint, access_key, secret_key) are left out.
+	Replicas string
 }
 
 // Options configure Start.
@@ -58,6 +61,9 @@ type Options struct {
 	Extra string
 	// ServerExtra is YAML appended to the server section (rate_limit, ip_filter, ...), keys in column 0.
 	ServerExtra string
+	// NoExtProc leaves extproc (with origin and admin) to the caller, e.g. a separate process run
+	// on ConfigPath for kill -9 and SIGTERM tests; ExtProc stays nil, the URLs are still set.
+	NoExtProc bool
 }
 
 // Stack is a running product.
@@ -108,11 +114,16 @@ buckets:
   - name: "{{.Name}}"
     path_prefix: "{{.Prefix}}"
     s3:
+{{- if .Replicas}}
+      replicas:
+{{.Replicas}}
+{{- else}}
       bucket: "{{.S3Bucket}}"
       region: "{{$.S3.Region}}"
       endpoint: "{{.Endpoint}}"
       access_key: "{{$.S3.AccessKey}}"
       secret_key: "{{.SecretKey}}"
+{{- end}}
       timeout: {{.Timeout}}
 {{- if .S3Extra}}
 {{.S3Extra}}
@@ -162,14 +173,12 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if s.ControlPlane, err = xds.Start(ctx, opts.Logger.With("component", "xds"), s.ConfigPath, prometheus.NewRegistry()); err != nil {
 		return nil, err
 	}
-	if s.ExtProc, err = extproc.Start(ctx, s.Config, opts.Logger.With("component", "extproc")); err != nil {
+	if opts.NoExtProc {
+		s.AdminURL = "http://" + s.Config.Admin.Address
+		s.OriginURL = "http://" + s.Config.Origin.Address
+	} else if err := s.startExtProc(ctx, opts.Logger); err != nil {
 		return nil, err
 	}
-	if s.watcher, err = s.ExtProc.Follow(ctx, s.ConfigPath); err != nil {
-		return nil, err
-	}
-	s.AdminURL = "http://" + s.ExtProc.Addrs().Admin
-	s.OriginURL = "http://" + s.ExtProc.Addrs().Origin
 	gw := net.JoinHostPort(s.Config.Server.Address, strconv.Itoa(s.Config.Server.Port))
 	if opts.Envoy != "" {
 		s.envoy, err = startEnvoy(ctx, opts.Envoy, opts.Dir, s.ControlPlane.Addr(), gw)
@@ -222,9 +231,32 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
+// startExtProc runs extproc in this process and makes it follow the config file.
+func (s *Stack) startExtProc(ctx context.Context, log *slog.Logger) (err error) {
+	if s.ExtProc, err = extproc.Start(ctx, s.Config, log.With("component", "extproc")); err != nil {
+		return err
+	}
+	if s.watcher, err = s.ExtProc.Follow(ctx, s.ConfigPath); err != nil {
+		return err
+	}
+	s.AdminURL = "http://" + s.ExtProc.Addrs().Admin
+	s.OriginURL = "http://" + s.ExtProc.Addrs().Origin
+	return nil
+}
+
 // Rewrite renders the config with buckets (same ports and secret) and replaces the file the way
 // an editor does (write a temp file, rename over), which both services pick up.
 func (s *Stack) Rewrite(buckets []Bucket) error {
+	out, err := s.Render(buckets)
+	if err != nil {
+		return err
+	}
+	return s.WriteRaw(out)
+}
+
+// Render returns the config Rewrite would write for buckets, without touching the file (tests
+// that feed one service a config before the other sees it).
+func (s *Stack) Render(buckets []Bucket) ([]byte, error) {
 	data := s.data
 	data.Buckets = nil
 	for _, b := range buckets {
@@ -245,29 +277,26 @@ func (s *Stack) Rewrite(buckets []Bucket) error {
 		}
 		b.Extra = indent(b.Extra, "    ")
 		b.S3Extra = indent(b.S3Extra, "      ")
+		b.Replicas = indent(b.Replicas, "        ")
 		data.Buckets = append(data.Buckets, b)
 	}
 	var buf bytes.Buffer
 	if err := configTemplate.Execute(&buf, data); err != nil {
-		return fmt.Errorf("render config: %w", err)
+		return nil, fmt.Errorf("render config: %w", err)
 	}
-	tmp := s.ConfigPath + ".tmp"
-	if err := os.WriteFile(tmp, buf.Bytes(), 0o600); err != nil {
-		return fmt.Errorf("write config: %w", err)
-	}
-	if err := os.Rename(tmp, s.ConfigPath); err != nil {
-		return fmt.Errorf("replace config: %w", err)
-	}
-	return nil
+	return buf.Bytes(), nil
 }
 
 // WriteRaw replaces the config file with arbitrary bytes (for invalid-config tests).
 func (s *Stack) WriteRaw(content []byte) error {
 	tmp := s.ConfigPath + ".tmp"
 	if err := os.WriteFile(tmp, content, 0o600); err != nil {
-		return err
+		return fmt.Errorf("write config: %w", err)
 	}
-	return os.Rename(tmp, s.ConfigPath)
+	if err := os.Rename(tmp, s.ConfigPath); err != nil {
+		return fmt.Errorf("replace config: %w", err)
+	}
+	return nil
 }
 
 // indent prefixes every non-empty line of yaml with pad.

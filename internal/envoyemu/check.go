@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	// Registered so that typed_config Anys of the supported extensions can be unpacked.
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/grpc/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -56,6 +57,18 @@ var supportedFields = map[protoreflect.FullName]fieldRule{
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter.typed_config":                            anyValue,
 	"envoy.config.core.v3.ConfigSource.ads":                                                                          anyValue,
 	"envoy.config.core.v3.ConfigSource.resource_api_version": only(map[protoreflect.EnumNumber]string{
+		2: "V3",
+	}),
+
+	// HCM request ids and the gRPC access logger (accesslog.go)
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.always_set_request_id_in_response": anyValue,
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.access_log":                        anyValue,
+	"envoy.config.accesslog.v3.AccessLog.name":                                                                            anyValue,
+	"envoy.config.accesslog.v3.AccessLog.typed_config":                                                                    anyValue,
+	"envoy.extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig.common_config":                                       anyValue,
+	"envoy.extensions.access_loggers.grpc.v3.CommonGrpcAccessLogConfig.log_name":                                          anyValue,
+	"envoy.extensions.access_loggers.grpc.v3.CommonGrpcAccessLogConfig.grpc_service":                                      anyValue,
+	"envoy.extensions.access_loggers.grpc.v3.CommonGrpcAccessLogConfig.transport_api_version": only(map[protoreflect.EnumNumber]string{
 		2: "V3",
 	}),
 
@@ -158,6 +171,7 @@ var supportedAnyTypes = map[protoreflect.FullName]bool{
 	"envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor":                       true,
 	"envoy.extensions.filters.http.router.v3.Router":                                    true,
 	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions":                            true,
+	"envoy.extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig":                   true,
 }
 
 // UnsupportedError reports configuration the harness does not emulate. It exists so callers (and

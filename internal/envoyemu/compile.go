@@ -39,6 +39,7 @@ type dataPlane struct {
 	extProc    *extProcConfig // nil when the listener has no ext_proc filter
 	routes     *routeTable
 	clusters   map[string]*clusterConfig
+	accessLog  *accessLogConfig // nil when the HCM has no access_log (accesslog.go)
 }
 
 type hcmConfig struct {
@@ -48,6 +49,8 @@ type hcmConfig struct {
 	useRemoteAddress  bool
 	preserveRequestID bool
 	generateRequestID bool
+	// alwaysSetRequestID copies x-request-id into every response (always_set_request_id_in_response).
+	alwaysSetRequestID bool
 }
 
 type extProcConfig struct {
@@ -246,6 +249,9 @@ func compileListener(dp *dataPlane, l *listenerv3.Listener) error {
 	}
 	if v := hcm.GetMaxRequestHeadersKb(); v != nil {
 		dp.hcm.maxHeadersKB = int(v.GetValue())
+	}
+	if err := compileAccessLogs(dp, hcm, fmt.Sprintf("Listener[%q].hcm", l.GetName())); err != nil {
+		return err
 	}
 	filters := hcm.GetHttpFilters()
 	for i, f := range filters {

@@ -43,6 +43,12 @@
 //     503 "upstream connect error or disconnect/reset before headers. reset reason: ...";
 //     x-envoy-expected-rq-timeout-ms upstream; x-envoy-upstream-service-time and server: envoy on
 //     responses. Local replies: content-length, text/plain for non-empty bodies unless set.
+//   - Access log: one envoy.access_loggers.http_grpc logger (log_name, envoy_grpc, V3): one
+//     StreamAccessLogs stream, identifier (node, log_name) on its first message, an
+//     HTTPAccessLogEntry per request with request id, method, scheme, authority, path, user agent,
+//     referer, x-forwarded-for, response code and details, body bytes sent, timings, downstream
+//     addresses, upstream cluster and route name; no request properties for a codec 431.
+//     always_set_request_id_in_response copies x-request-id into every response.
 //   - Clusters: STATIC (IP only) and STRICT_DNS with one endpoint, connect_timeout,
 //     dns_lookup_family, HTTP/2 protocol options with connection_keepalive for gRPC clusters.
 //
@@ -54,7 +60,9 @@
 //   - Header order of the downstream request (Go's server loses it; entries are sorted by name)
 //     and header-name case on the wire of responses (Go canonical case); Expect: 100-continue
 //     handling; trailers; 1xx responses; request_headers_timeout, stream_idle_timeout,
-//     idle_timeout; access logs and stats (the harness logs local replies with their details).
+//     idle_timeout; stats; access loggers other than one http_grpc logger (accesslog.go: entries
+//     are sent as soon as queued instead of every buffer_flush_interval; a failed batch is retried
+//     once on a new stream, then dropped).
 //   - ext_proc: body/trailer/response phases, mode_override, attributes, metadata,
 //     streamed_immediate_response (answered with 500 and an error log). Details strings other than
 //     the timeout and gRPC ones are the harness's own (ext_proc_error_spurious_message,

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/google/uuid"
@@ -45,6 +46,7 @@ type Envoy struct {
 	nodeAddr string // Envoy's local_info address, appended to XFF for loopback peers
 	cfg      atomic.Pointer[dataPlane]
 	pool     *upstreamPool
+	als      *alsSender // gRPC access logger (accesslog.go)
 
 	mu       sync.Mutex
 	srv      *http.Server
@@ -69,6 +71,7 @@ func newEnvoy(opts Options) *Envoy {
 	}
 	e := &Envoy{log: log, opts: opts, nodeAddr: localNodeAddress(), pool: newUpstreamPool()}
 	e.idle = sync.NewCond(&e.mu)
+	e.als = newALSSender(e, &corev3.Node{Id: opts.NodeID, Cluster: "yatagarasu", UserAgentName: "envoyemu"})
 	return e
 }
 
@@ -176,6 +179,7 @@ func (e *Envoy) Close() error {
 	}
 	e.mu.Unlock()
 	e.bgWG.Wait()
+	e.als.close() // after the last request: its entry is queued
 	if err := e.pool.close(); err != nil {
 		errs = append(errs, err)
 	}
@@ -202,7 +206,9 @@ func (e *Envoy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	start := time.Now()
 	dp := e.cfg.Load()
-	st := &stream{e: e, dp: dp, w: w, r: r, start: start}
+	cw := &countingWriter{ResponseWriter: w}
+	st := &stream{e: e, dp: dp, w: cw, r: r, start: start}
+	defer st.logAccess(cw) // also when the handler aborts (reset after headers)
 	st.serve()
 }
 
@@ -217,6 +223,7 @@ type stream struct {
 	route   *route
 	body    []byte // non-nil when CONTINUE_AND_REPLACE replaced the request body
 	replace bool
+	access  accessInfo // what the access-log entry needs (accesslog.go)
 }
 
 func (s *stream) serve() {

@@ -23,6 +23,7 @@ func (s *stream) localReply(status int, body []byte, details string, modify func
 		}
 	}
 	h.set("content-length", strconv.Itoa(len(body)))
+	s.access.details = details
 	s.e.log.Info("envoyemu: local reply", "method", s.r.Method, "path", s.r.RequestURI, "status", status, "details", details)
 	s.writeHeaders(status, h)
 	if len(body) > 0 && s.r.Method != http.MethodHead {
@@ -34,6 +35,12 @@ func (s *stream) localReply(status int, body []byte, details string, modify func
 // overwritten with "envoy" (server_header_transformation OVERWRITE, server_name default).
 func (s *stream) writeHeaders(status int, h *headerMap) {
 	h.set("server", "envoy")
+	if s.dp.hcm.alwaysSetRequestID && s.headers != nil {
+		// Envoy copies the request's id; a request refused before its headers were decoded has none.
+		if id, ok := s.headers.get("x-request-id"); ok {
+			h.set("x-request-id", id)
+		}
+	}
 	wh := s.w.Header()
 	for _, e := range h.entries {
 		if strings.HasPrefix(e.key, ":") {

@@ -190,6 +190,7 @@ func (s *stream) proxy(r *route, c *clusterConfig, tr *http.Transport) {
 	}
 
 	upstreamStart := time.Now()
+	s.access.upstreamCluster, s.access.upstreamTx = c.name, upstreamStart
 	resp, err := tr.RoundTrip(req)
 	if err != nil {
 		if s.r.Context().Err() != nil {
@@ -210,6 +211,7 @@ func (s *stream) proxy(r *route, c *clusterConfig, tr *http.Transport) {
 		return
 	}
 	defer resp.Body.Close()
+	s.access.upstreamRx, s.access.details = time.Now(), "via_upstream"
 
 	h := &headerMap{}
 	for k, vs := range resp.Header {
@@ -229,7 +231,10 @@ func (s *stream) proxy(r *route, c *clusterConfig, tr *http.Transport) {
 	applyHeaderAdds(h, r.responseAdds)
 	s.writeHeaders(resp.StatusCode, h)
 
-	if err := copyStreaming(s.w, resp.Body); err != nil {
+	err = copyStreaming(s.w, resp.Body)
+	s.access.upstreamDone = time.Now()
+	if err != nil {
+		s.access.details = "upstream_reset_after_response_started{" + sanitizeDetails(err.Error()) + "}"
 		// Upstream reset or route timeout after headers: Envoy resets the downstream stream.
 		s.e.log.Info("envoyemu: upstream body failed after headers; resetting downstream", "err", err, "cause", context.Cause(ctx))
 		panic(http.ErrAbortHandler)

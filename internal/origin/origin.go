@@ -126,6 +126,9 @@ func (h *Handler) serveObject(w http.ResponseWriter, r *http.Request, bucket *s3
 		}
 		h.log.Log(ctx, level, "s3 request failed", "bucket", label, "key", c.Key, "request_id", c.RequestID,
 			"status", e.Status, "code", e.Code, "err", err)
+		if e.RetryAfter > 0 { // every backend's breaker is open (internal/s3/protect.go)
+			w.Header().Set("Retry-After", strconv.Itoa(int(max(e.RetryAfter.Round(time.Second), time.Second)/time.Second)))
+		}
 		if cr := e.ContentRange(); cr != "" && e.Status == http.StatusRequestedRangeNotSatisfiable {
 			w.Header().Set("Content-Range", cr)
 		}

@@ -28,13 +28,14 @@ type Snapshot struct {
 	Policies *policy.Set
 }
 
-// Build compiles cfg (already validated by config.Load) into a Snapshot.
-func Build(cfg *config.Config) (*Snapshot, error) {
+// Build compiles cfg (already validated by config.Load) into a Snapshot; opts reach every
+// s3.NewBucket (the service passes its long-lived s3.Health so breakers survive reloads).
+func Build(cfg *config.Config, opts ...s3.Option) (*Snapshot, error) {
 	entries := make([]route.Entry, len(cfg.Buckets))
 	clients := make(map[string]*s3.Bucket, len(cfg.Buckets))
 	for i, b := range cfg.Buckets {
 		entries[i] = route.Entry{Prefix: b.PathPrefix, Bucket: i}
-		c, err := s3.NewBucket(b)
+		c, err := s3.NewBucket(b, opts...)
 		if err != nil {
 			return nil, fmt.Errorf("bucket %q: %w", b.Name, err)
 		}

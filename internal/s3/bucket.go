@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"net"
 	"net/http"
 	"time"
 
@@ -17,12 +19,18 @@ import (
 	"github.com/yatagarasu/yatagarasu/internal/config"
 )
 
-// Bucket reads objects from the one S3 bucket a gateway bucket points at.
+// Bucket reads objects from the S3 bucket a gateway bucket points at: one backend in legacy
+// mode, or its replicas in priority order, each guarded by a circuit breaker (protect.go).
 type Bucket struct {
-	name    string // gateway bucket name from config
-	bucket  string // S3 bucket name
-	timeout time.Duration
-	client  *awss3.Client
+	name     string        // gateway bucket name from config
+	bucket   string        // S3 bucket name of the primary backend
+	client   *awss3.Client // the primary backend's client (listing for cache prewarming)
+	timeout  time.Duration // total budget for getting response headers, retries included
+	backends []*backend    // priority order
+	retry    config.Retry
+	health   *Health
+	sleep    func(ctx context.Context, d time.Duration) error
+	jitter   func(n int64) int64
 }
 
 // Option customises NewBucket.
@@ -30,15 +38,34 @@ type Option func(*options)
 
 type options struct {
 	httpClient *http.Client
+	health     *Health
+	sleep      func(ctx context.Context, d time.Duration) error
+	jitter     func(n int64) int64
 }
 
 // WithHTTPClient replaces the pooled HTTP client NewBucket builds (tests count or fault requests
-// with it); the pool size from config is then the caller's business.
+// with it); the pool size and connect timeout from config are then the caller's business.
 func WithHTTPClient(c *http.Client) Option {
 	return func(o *options) { o.httpClient = c }
 }
 
-// NewBucket builds the client for cfg. Credentials, region and endpoint come only from cfg, never
+// WithHealth attaches the process's long-lived backend health (breakers, probe state), so that
+// a config reload keeps each backend's breaker; without it the Bucket keeps private state.
+func WithHealth(h *Health) Option {
+	return func(o *options) { o.health = h }
+}
+
+// WithSleep replaces the wait between retries (tests record backoffs instead of sleeping).
+func WithSleep(sleep func(ctx context.Context, d time.Duration) error) Option {
+	return func(o *options) { o.sleep = sleep }
+}
+
+// WithJitter replaces the random draw in [0, n) used for backoff jitter (tests make it fixed).
+func WithJitter(jitter func(n int64) int64) Option {
+	return func(o *options) { o.jitter = jitter }
+}
+
+// NewBucket builds the clients for cfg. Credentials, region and endpoint come only from cfg, never
 // from the process environment or ~/.aws, so what the config says is what the gateway does.
 func NewBucket(cfg config.Bucket, opts ...Option) (*Bucket, error) {
 	var o options
@@ -46,25 +73,22 @@ func NewBucket(cfg config.Bucket, opts ...Option) (*Bucket, error) {
 		opt(&o)
 	}
 	s := cfg.S3
-	if s.Bucket == "" {
-		return nil, fmt.Errorf("s3 bucket for %q: s3.bucket is empty", cfg.Name)
-	}
-	region := s.Region
-	if region == "" {
-		region = config.DefaultRegion
-	}
 	timeout := s.Timeout.D()
 	if timeout <= 0 {
 		timeout = config.DefaultS3Timeout
+	}
+	firstByte := s.FirstByteTimeout.D()
+	if firstByte <= 0 || firstByte > timeout {
+		firstByte = timeout
+	}
+	connect := s.ConnectTimeout.D()
+	if connect <= 0 {
+		connect = min(config.DefaultConnectTimeout, timeout)
 	}
 	pool := s.ConnectionPoolSize
 	if pool <= 0 {
 		pool = config.DefaultPoolSize
 	}
-	if (s.AccessKey == "") != (s.SecretKey == "") {
-		return nil, fmt.Errorf("s3 bucket for %q: access_key and secret_key must be set together", cfg.Name)
-	}
-
 	httpClient := o.httpClient
 	if httpClient == nil {
 		base, ok := http.DefaultTransport.(*http.Transport)
@@ -74,18 +98,68 @@ func NewBucket(cfg config.Bucket, opts ...Option) (*Bucket, error) {
 		tr := base.Clone()
 		tr.MaxIdleConnsPerHost = pool
 		tr.MaxIdleConns = 0 // no global cap; the per-host cap is the pool size
+		tr.DialContext = (&net.Dialer{Timeout: connect, KeepAlive: 30 * time.Second}).DialContext
 		httpClient = &http.Client{Transport: tr}
 	}
+	health := o.health
+	if health == nil {
+		health = NewHealth(nil)
+	}
+	b := &Bucket{
+		name:    cfg.Name,
+		timeout: timeout,
+		retry:   s.Retry,
+		health:  health,
+		sleep:   o.sleep,
+		jitter:  o.jitter,
+	}
+	if b.sleep == nil {
+		b.sleep = sleepCtx
+	}
+	if b.jitter == nil {
+		b.jitter = rand.Int64N
+	}
+	for _, r := range s.Backends() {
+		be, err := newBackend(cfg.Name, r, httpClient, min(firstByte, positiveOr(r.Timeout.D(), firstByte)))
+		if err != nil {
+			return nil, err
+		}
+		be.state = health.state(cfg.Name, r, s.CircuitBreaker)
+		b.backends = append(b.backends, be)
+	}
+	b.bucket, b.client = b.backends[0].bucket, b.backends[0].client
+	return b, nil
+}
 
+// backend is one S3 endpoint+bucket with its client and its long-lived health state.
+type backend struct {
+	name   string // replica name ("default" in legacy mode)
+	bucket string
+	client *awss3.Client
+	wait   time.Duration // first-byte bound per attempt
+	state  *backendState
+}
+
+func newBackend(gateway string, r config.Replica, httpClient *http.Client, wait time.Duration) (*backend, error) {
+	if r.Bucket == "" {
+		return nil, fmt.Errorf("s3 bucket for %q: s3.bucket is empty", gateway)
+	}
+	if (r.AccessKey == "") != (r.SecretKey == "") {
+		return nil, fmt.Errorf("s3 bucket for %q: access_key and secret_key must be set together", gateway)
+	}
+	region := r.Region
+	if region == "" {
+		region = config.DefaultRegion
+	}
 	var creds aws.CredentialsProvider = aws.AnonymousCredentials{}
-	if s.AccessKey != "" {
-		creds = credentials.NewStaticCredentialsProvider(s.AccessKey, s.SecretKey, "")
+	if r.AccessKey != "" {
+		creds = credentials.NewStaticCredentialsProvider(r.AccessKey, r.SecretKey, "")
 	}
 	awsOpts := awss3.Options{
 		Region:      region,
 		Credentials: creds,
 		HTTPClient:  httpClient,
-		// Retries come with the retry feature; until then one attempt, bounded by the timeout.
+		// Retries are ours (protect.go): only before any byte went out, with failover and breakers.
 		RetryMaxAttempts: 1,
 		// Validate checksums only when we ask for them: we never send ChecksumMode, so the body
 		// is streamed through untouched (no x-amz-checksum-mode request header either).
@@ -93,28 +167,42 @@ func NewBucket(cfg config.Bucket, opts ...Option) (*Bucket, error) {
 		RequestChecksumCalculation:                aws.RequestChecksumCalculationWhenRequired,
 		DisableLogOutputChecksumValidationSkipped: true,
 	}
-	if s.Endpoint != "" {
-		awsOpts.BaseEndpoint = aws.String(s.Endpoint)
+	if r.Endpoint != "" {
+		awsOpts.BaseEndpoint = aws.String(r.Endpoint)
 		awsOpts.UsePathStyle = true
 	}
-	return &Bucket{
-		name:    cfg.Name,
-		bucket:  s.Bucket,
-		timeout: timeout,
-		client:  awss3.New(awsOpts),
-	}, nil
+	return &backend{name: r.Name, bucket: r.Bucket, client: awss3.New(awsOpts), wait: wait}, nil
+}
+
+func positiveOr(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
 }
 
 // Name returns the gateway bucket name (the config key, not the S3 bucket).
 func (b *Bucket) Name() string { return b.name }
 
-// Ping checks that the bucket is reachable with the configured credentials (HeadBucket), for the
-// readiness probe.
+// Ping checks that some backend of the bucket is reachable with its credentials (HeadBucket),
+// for the readiness probe.
 func (b *Bucket) Ping(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	var errs []error
+	for _, be := range b.backends {
+		err := be.ping(ctx, b.timeout)
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, err)
+	}
+	return fmt.Errorf("ping s3 for %q: %w", b.name, errors.Join(errs...))
+}
+
+func (be *backend) ping(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if _, err := b.client.HeadBucket(ctx, &awss3.HeadBucketInput{Bucket: aws.String(b.bucket)}); err != nil {
-		return fmt.Errorf("ping s3 bucket %q for %q: %w", b.bucket, b.name, timeoutCause(ctx, err))
+	if _, err := be.client.HeadBucket(ctx, &awss3.HeadBucketInput{Bucket: aws.String(be.bucket)}); err != nil {
+		return fmt.Errorf("ping s3 bucket %q (%s): %w", be.bucket, be.name, timeoutCause(ctx, err))
 	}
 	return nil
 }

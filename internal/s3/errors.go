@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"time"
 
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
@@ -22,6 +23,8 @@ type Error struct {
 	Code    string
 	Message string
 	Err     error
+	// RetryAfter is set on a 503 for an unavailable backend: when to try again.
+	RetryAfter time.Duration
 }
 
 // Error implements error.
@@ -40,6 +43,7 @@ const (
 	msgCredentials  = "S3 rejected the gateway's credentials"
 	msgTimeout      = "S3 did not answer in time"
 	msgFailed       = "S3 request failed"
+	msgUnavailable  = "S3 backend is unavailable (circuit breaker open)"
 )
 
 // Classify maps any error from Get, Head or Ping to the gateway's answer: missing object → 404,
@@ -67,6 +71,10 @@ func Classify(err error) *Error {
 			code = http.StatusText(st)
 		}
 		return &Error{Status: st, Code: code, Message: msg, Err: err}
+	}
+	var unavailable *UnavailableError
+	if errors.As(err, &unavailable) { // protect.go: every backend's breaker is open
+		return &Error{Status: http.StatusServiceUnavailable, Code: "CircuitOpen", Message: msgUnavailable, Err: err, RetryAfter: unavailable.RetryAfter}
 	}
 	switch {
 	case isTimeout(err):

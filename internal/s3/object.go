@@ -42,17 +42,25 @@ type Object struct {
 	Body               io.ReadCloser
 }
 
-// Get fetches key. The timeout bounds only the wait for response headers: once GetObject returns,
+// Get fetches key, retrying and failing over between backends before any byte is returned
+// (protect.go). The timeouts bound only the wait for response headers: once GetObject returns,
 // the body may take as long as the client needs (a large download on a slow link), and it is
 // still cancelled with ctx.
 func (b *Bucket) Get(ctx context.Context, key string, cond Conditions) (*Object, error) {
+	return b.protected(ctx, "get", func(ctx context.Context, be *backend, wait time.Duration) (*Object, error) {
+		return be.getOnce(ctx, key, cond, wait)
+	})
+}
+
+// getOnce is one GetObject attempt against one backend; wait bounds the wait for headers.
+func (be *backend) getOnce(ctx context.Context, key string, cond Conditions, wait time.Duration) (*Object, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	var (
 		mu       sync.Mutex
 		answered bool
 		timedOut bool
 	)
-	timer := time.AfterFunc(b.timeout, func() {
+	timer := time.AfterFunc(wait, func() {
 		mu.Lock()
 		defer mu.Unlock()
 		if !answered {
@@ -60,9 +68,9 @@ func (b *Bucket) Get(ctx context.Context, key string, cond Conditions) (*Object,
 			cancel()
 		}
 	})
-	in := &awss3.GetObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(key)}
+	in := &awss3.GetObjectInput{Bucket: aws.String(be.bucket), Key: aws.String(key)}
 	setConditions(cond, &in.Range, &in.IfNoneMatch, &in.IfMatch, &in.IfModifiedSince, &in.IfUnmodifiedSince)
-	out, err := b.client.GetObject(ctx, in)
+	out, err := be.client.GetObject(ctx, in)
 	timer.Stop()
 	mu.Lock()
 	answered = true
@@ -72,12 +80,12 @@ func (b *Bucket) Get(ctx context.Context, key string, cond Conditions) (*Object,
 	if err != nil {
 		cancel()
 		if late {
-			err = fmt.Errorf("%w after %s: %w", ErrTimeout, b.timeout, err)
+			err = fmt.Errorf("%w after %s: %w", ErrTimeout, wait, err)
 		}
 		if obj, ok := notModified(err, cond); ok {
 			return obj, nil
 		}
-		return nil, fmt.Errorf("s3 get %q from bucket %q: %w", key, b.bucket, err)
+		return nil, fmt.Errorf("s3 get %q from bucket %q (%s): %w", key, be.bucket, be.name, err)
 	}
 	status := http.StatusOK
 	if aws.ToString(out.ContentRange) != "" {
@@ -103,19 +111,26 @@ func (b *Bucket) Get(ctx context.Context, key string, cond Conditions) (*Object,
 	return obj, nil
 }
 
-// Head fetches key's metadata, bounded by the timeout; Body is nil.
+// Head fetches key's metadata, bounded by the timeouts and retried like Get; Body is nil.
 func (b *Bucket) Head(ctx context.Context, key string, cond Conditions) (*Object, error) {
-	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	return b.protected(ctx, "head", func(ctx context.Context, be *backend, wait time.Duration) (*Object, error) {
+		return be.headOnce(ctx, key, cond, wait)
+	})
+}
+
+// headOnce is one HeadObject attempt against one backend.
+func (be *backend) headOnce(ctx context.Context, key string, cond Conditions, wait time.Duration) (*Object, error) {
+	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	in := &awss3.HeadObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(key)}
+	in := &awss3.HeadObjectInput{Bucket: aws.String(be.bucket), Key: aws.String(key)}
 	setConditions(cond, &in.Range, &in.IfNoneMatch, &in.IfMatch, &in.IfModifiedSince, &in.IfUnmodifiedSince)
-	out, err := b.client.HeadObject(ctx, in)
+	out, err := be.client.HeadObject(ctx, in)
 	if err != nil {
 		err = timeoutCause(ctx, err)
 		if obj, ok := notModified(err, cond); ok {
 			return obj, nil
 		}
-		return nil, fmt.Errorf("s3 head %q from bucket %q: %w", key, b.bucket, err)
+		return nil, fmt.Errorf("s3 head %q from bucket %q (%s): %w", key, be.bucket, be.name, err)
 	}
 	status := http.StatusOK
 	if aws.ToString(out.ContentRange) != "" {

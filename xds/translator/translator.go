@@ -12,11 +12,13 @@ import (
 	"strconv"
 	"time"
 
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	grpcalsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/grpc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -43,6 +45,9 @@ const (
 	OriginCluster     = "yatagarasu_origin"
 	VirtualHostName   = "yatagarasu"
 	FallbackRouteName = "unprocessed"
+	// AccessLogName is the log_name Envoy sends in its gRPC access-log stream (ALS served by
+	// extproc on the ext_proc cluster, see accessLogs).
+	AccessLogName = "yatagarasu_http"
 	// BucketRoutePrefix prefixes a bucket's name to form its route name ("bucket:<name>").
 	BucketRoutePrefix = "bucket:"
 )
@@ -52,6 +57,7 @@ const (
 	hcmFilterName         = "envoy.filters.network.http_connection_manager"
 	extProcFilterName     = "envoy.filters.http.ext_proc"
 	routerFilterName      = "envoy.filters.http.router"
+	grpcAccessLoggerName  = "envoy.access_loggers.http_grpc"
 	httpProtocolOptionKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 )
 
@@ -65,7 +71,13 @@ const (
 	headerSlackKB         = 32   // headroom above our own header limit so extproc answers 431 first
 	maxRequestHeadersKB   = 8192 // Envoy's upper bound for max_request_headers_kb
 	unlimitedCircuitLimit = math.MaxInt32
-	fallbackMessage       = "request was not processed by the gateway"
+	// fallbackMessage is the unprocessed route's answer: reached when extproc closed its stream
+	// without a decision, or (during a reload) approved a bucket whose route Envoy has not
+	// received yet. 503 + Retry-After, never another bucket's route: a retry a second later
+	// finds the new route.
+	fallbackMessage    = "the gateway has no route for this request yet (configuration update in progress); retry"
+	fallbackStatus     = 503
+	fallbackRetryAfter = "1"
 )
 
 // Resources is one complete, validated set of Envoy resources for a config.
@@ -261,6 +273,10 @@ func buildListener(p params) (*listenerv3.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
+	logs, err := accessLogs()
+	if err != nil {
+		return nil, err
+	}
 	hcm := &hcmv3.HttpConnectionManager{
 		StatPrefix: statPrefix,
 		CodecType:  hcmv3.HttpConnectionManager_AUTO,
@@ -273,7 +289,10 @@ func buildListener(p params) (*listenerv3.Listener, error) {
 		}},
 		UseRemoteAddress:          wrapperspb.Bool(true),
 		PreserveExternalRequestId: true,
-		MaxRequestHeadersKb:       wrapperspb.UInt32(headersKB(p.maxHeaderBytes)),
+		// Envoy's own replies (431, ext_proc timeout, upstream failures) carry the id too.
+		AlwaysSetRequestIdInResponse: true,
+		AccessLog:                    logs,
+		MaxRequestHeadersKb:          wrapperspb.UInt32(headersKB(p.maxHeaderBytes)),
 		HttpFilters: []*hcmv3.HttpFilter{
 			{Name: extProcFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: extprocAny}},
 			{Name: routerFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: routerAny}},
@@ -296,6 +315,22 @@ func buildListener(p params) (*listenerv3.Listener, error) {
 			}},
 		}},
 	}, nil
+}
+
+// accessLogs streams one entry per request to extproc's AccessLogService over the ext_proc
+// cluster, so requests Envoy answers by itself get an audit record too (docs/AUDIT.md).
+func accessLogs() ([]*accesslogv3.AccessLog, error) {
+	als, err := toAny(&grpcalsv3.HttpGrpcAccessLogConfig{CommonConfig: &grpcalsv3.CommonGrpcAccessLogConfig{
+		LogName: AccessLogName,
+		GrpcService: &corev3.GrpcService{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
+			EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: ExtProcCluster},
+		}},
+		TransportApiVersion: corev3.ApiVersion_V3,
+	}})
+	if err != nil {
+		return nil, err
+	}
+	return []*accesslogv3.AccessLog{{Name: grpcAccessLoggerName, ConfigType: &accesslogv3.AccessLog_TypedConfig{TypedConfig: als}}}, nil
 }
 
 // headersKB is Envoy's header limit: ours rounded up to KiB plus slack, so extproc (which
@@ -328,16 +363,19 @@ func buildRoutes(p params) *routev3.RouteConfiguration {
 			}},
 		})
 	}
-	body := httperr.New(403, fallbackMessage, "").JSON()
+	body := httperr.New(fallbackStatus, fallbackMessage, "").JSON()
 	routes = append(routes, &routev3.Route{
 		Name:  FallbackRouteName,
 		Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
 		Action: &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{
-			Status: 403,
+			Status: fallbackStatus,
 			Body:   &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: string(body)}},
 		}},
 		ResponseHeadersToAdd: []*corev3.HeaderValueOption{{
 			Header:       &corev3.HeaderValue{Key: "content-type", Value: httperr.ContentType},
+			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+		}, {
+			Header:       &corev3.HeaderValue{Key: "retry-after", Value: fallbackRetryAfter},
 			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
 		}},
 	})

@@ -63,8 +63,11 @@ func TestContractNamesAndOrder(t *testing.T) {
 		t.Fatalf("route order = %s, want %s", got, want)
 	}
 	fb := vh.Routes[2].GetDirectResponse()
-	if fb.GetStatus() != 403 || fb.GetBody().GetInlineString() != `{"error":"Forbidden","message":"request was not processed by the gateway","status":403}` {
+	if fb.GetStatus() != 503 || fb.GetBody().GetInlineString() != `{"error":"Service Unavailable","message":"the gateway has no route for this request yet (configuration update in progress); retry","status":503}` {
 		t.Fatalf("fallback = %v", fb)
+	}
+	if h := vh.Routes[2].GetResponseHeadersToAdd(); len(h) != 2 || h[1].GetHeader().GetKey() != "retry-after" || h[1].GetHeader().GetValue() != "1" {
+		t.Fatalf("fallback headers = %v", h)
 	}
 	hcm := hcmOf(t, res)
 	ep := &extprocv3.ExternalProcessor{}

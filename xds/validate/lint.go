@@ -105,6 +105,7 @@ func lintHCM(where string, hcm *hcmv3.HttpConnectionManager, routes map[string]*
 	case *hcmv3.HttpConnectionManager_RouteConfig:
 		errs = append(errs, lintRouteConfig(where+" route_config", rs.RouteConfig, clusters)...)
 	}
+	errs = append(errs, lintAccessLogs(where, hcm, clusters)...)
 	filters := hcm.GetHttpFilters()
 	if len(filters) == 0 {
 		return append(errs, fmt.Errorf("%s: http_filters is empty (the router filter is required)", where))
