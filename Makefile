@@ -42,12 +42,17 @@ e2e-envoy: deps ## the e2e suite against real Envoy (needs envoy >= 1.37 on PATH
 run: deps ## demo: seeded S3 + xds + extproc + Envoy (or the emulation harness) on :8080
 	$(GO) run ./internal/demo
 
-bench: deps ## Go benchmarks, summarised with benchstat as ratios within one run (docs/BENCHMARKS.md)
+BENCH_PKGS := ./internal/route ./internal/originauth ./extproc ./internal/e2e ./internal/auth \
+	./internal/ratelimit ./internal/cache/... ./internal/policy ./internal/s3
+
+bench: deps ## Go benchmarks, summarised with benchstat as ratios within one run, then loadcmp (docs/BENCHMARKS.md)
 	@mkdir -p $(BIN)
-	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) ./internal/route ./internal/originauth ./extproc ./internal/e2e | tee $(BIN)/bench.txt
+	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) $(BENCH_PKGS) | tee $(BIN)/bench.txt
 	$(GO) run $(BENCHSTAT) -filter '.name:RoundTrip' -col /impl $(BIN)/bench.txt
+	$(GO) run $(BENCHSTAT) -filter '.name:CacheHit' -col /impl $(BIN)/bench.txt
 	$(GO) run $(BENCHSTAT) -filter '.name:MissPath' -col /path $(BIN)/bench.txt
-	$(GO) run $(BENCHSTAT) -filter '-.name:RoundTrip -.name:MissPath' $(BIN)/bench.txt
+	$(GO) run $(BENCHSTAT) -filter '.name:ObservabilityOverhead' -col /obs $(BIN)/bench.txt
+	$(GO) run $(BENCHSTAT) $(BIN)/bench.txt
 	$(MAKE) loadcmp
 
 LOADCMP_FLAGS ?= -duration 10s -threads 2 -conns 32

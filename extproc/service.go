@@ -161,12 +161,18 @@ func (s *Service) ready(ctx context.Context) error {
 	return nil
 }
 
+// BeginDrain turns /ready and gRPC health false while everything keeps serving, so load balancers
+// and probes can see it before Shutdown stops accepting work (see extproc's --drain-delay).
+func (s *Service) BeginDrain() {
+	s.Admin.Drain()
+	s.health.Shutdown()
+}
+
 // Shutdown drains: /ready and gRPC health turn false at once, new ext_proc streams and origin
 // connections are refused, and in-flight decisions and downloads finish until ctx ends, when the
 // rest is cut. The admin server stays up until the end so probes see "draining", not a refusal.
 func (s *Service) Shutdown(ctx context.Context) error {
-	s.Admin.Drain()
-	s.health.Shutdown()
+	s.BeginDrain()
 	s.stopBackends()
 	grpcDone := make(chan struct{})
 	go func() { s.grpc.GracefulStop(); close(grpcDone) }()

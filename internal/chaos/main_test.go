@@ -341,7 +341,7 @@ func (s *syncBuffer) String() string {
 func startExtProc(t *testing.T, st *devstack.Stack) *extprocProcess {
 	t.Helper()
 	p := &extprocProcess{out: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(extprocBin, "-config", st.ConfigPath, "-drain-timeout", "60s")
+	p.cmd = exec.Command(extprocBin, "-config", st.ConfigPath, "-drain-timeout", "60s", "-drain-delay", "5s")
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start extproc: %v", err)

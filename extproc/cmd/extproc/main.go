@@ -29,6 +29,7 @@ func run() error {
 	path := flag.String("config", "config.yaml", "path to the Yatagarasu YAML config")
 	check := flag.Bool("check", false, "validate the config and exit")
 	drain := flag.Duration("drain-timeout", 30*time.Second, "on SIGTERM, how long in-flight requests may take before they are cut")
+	drainDelay := flag.Duration("drain-delay", 0, "on SIGTERM, how long /ready reports draining while still serving, before new work is refused")
 	flag.Parse()
 
 	cfg, err := config.Load(*path)
@@ -65,7 +66,9 @@ func run() error {
 		}
 	}
 	stop() // from here a second SIGINT/SIGTERM takes the default action: exit at once
-	log.Info("draining: ready is false, in-flight requests may finish", "deadline", drain.String())
+	log.Info("draining: ready is false, in-flight requests may finish", "delay", drainDelay.String(), "deadline", drain.String())
+	svc.BeginDrain()
+	time.Sleep(*drainDelay)
 	sctx, cancel := context.WithTimeout(context.Background(), *drain)
 	defer cancel()
 	return svc.Shutdown(sctx)
