@@ -21,6 +21,7 @@ import (
 	"github.com/yatagarasu/yatagarasu/internal/admin"
 	"github.com/yatagarasu/yatagarasu/internal/cache"
 	"github.com/yatagarasu/yatagarasu/internal/config"
+	"github.com/yatagarasu/yatagarasu/internal/httperr"
 	"github.com/yatagarasu/yatagarasu/internal/origin"
 	"github.com/yatagarasu/yatagarasu/internal/runtime"
 	"github.com/yatagarasu/yatagarasu/internal/s3"
@@ -219,7 +220,8 @@ func (s *Service) Reload(cfg *config.Config) error {
 }
 
 // Follow reloads the service whenever the config file at path changes (until ctx ends), the same
-// way the xds control plane follows it. The returned watcher also serves SIGHUP via ReloadNow.
+// way the xds control plane follows it, and on POST /admin/reload (admin auth). The returned
+// watcher also serves SIGHUP via ReloadNow.
 func (s *Service) Follow(ctx context.Context, path string) (*watch.Watcher, error) {
 	w, err := watch.New(watch.Options{
 		Path:     path,
@@ -237,5 +239,13 @@ func (s *Service) Follow(ctx context.Context, path string) (*watch.Watcher, erro
 		return nil, err
 	}
 	go func() { _ = w.Run(ctx) }()
+	s.Admin.HandleAdmin("POST /admin/reload", http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if err := w.ReloadNow(r.Context()); err != nil {
+			httperr.Write(rw, httperr.New(http.StatusUnprocessableEntity, "reload refused, the previous config keeps serving: "+err.Error(), r.Header.Get("X-Request-Id")))
+			return
+		}
+		rw.Header().Set("Content-Type", "application/json")
+		_, _ = fmt.Fprintf(rw, "{\"status\":\"reloaded\",\"buckets\":%d}\n", len(s.Store.Load().Config.Buckets))
+	}))
 	return w, nil
 }

@@ -171,6 +171,37 @@ func TestJWTThroughGateway(t *testing.T) {
 		if got := call(signed(t, keys["ES384"], jwt.MapClaims{"role": "admin"})); got != 200 {
 			t.Errorf("admin with an admin token = %d", got)
 		}
+		reload := func(tok string) (int, string) {
+			req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, st.AdminURL+"/admin/reload", nil)
+			if tok != "" {
+				req.Header.Set("Authorization", "Bearer "+tok)
+			}
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer res.Body.Close()
+			body, _ := io.ReadAll(res.Body)
+			return res.StatusCode, string(body)
+		}
+		if got, _ := reload(signed(t, keys["ES384"], nil)); got != 403 {
+			t.Errorf("POST /admin/reload with a reader token = %d", got)
+		}
+		admin := signed(t, keys["ES384"], jwt.MapClaims{"role": "admin"})
+		if got, body := reload(admin); got != 200 || !strings.Contains(body, `"reloaded"`) {
+			t.Errorf("POST /admin/reload = %d %s", got, body)
+		}
+		// A broken file is refused with the reason and changes nothing.
+		if err := st.WriteRaw([]byte("buckets:\n  - name: [broken\n")); err != nil {
+			t.Fatal(err)
+		}
+		if got, body := reload(admin); got != http.StatusUnprocessableEntity || !strings.Contains(body, "yatagarasu.yaml") {
+			t.Errorf("POST /admin/reload of a broken file = %d %s", got, body)
+		}
+		expectStatus(t, st, "/products/a.txt", 200)
+		if err := st.Rewrite(buckets(rotating(newKey))); err != nil {
+			t.Fatal(err)
+		}
 	})
 }
 
