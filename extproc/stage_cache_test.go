@@ -11,7 +11,6 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 
 	"github.com/yatagarasu/yatagarasu/internal/auth/authtest"
-	"github.com/yatagarasu/yatagarasu/internal/benchutil"
 	"github.com/yatagarasu/yatagarasu/internal/cache"
 	"github.com/yatagarasu/yatagarasu/internal/cache/memory"
 	"github.com/yatagarasu/yatagarasu/internal/config"
@@ -188,25 +187,11 @@ server:
 	}
 	for _, name := range []string{"impl=null", "impl=yatagarasu-hit"} {
 		b.Run(name, func(b *testing.B) {
-			cl := serve(b, servers[name])
-			b.SetParallelism(32) // × GOMAXPROCS(2) = 64 concurrent streams
-			b.ReportAllocs()
-			defer benchutil.ReportCPU(b)()
-			b.RunParallel(func(pb *testing.PB) {
-				ctx := context.Background()
-				for pb.Next() {
-					resp, err := roundTrip(ctx, cl, req)
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					if name != "impl=null" && resp.GetImmediateResponse().GetStatus().GetCode() != 200 {
-						b.Errorf("not a hit: %v", resp)
-						return
-					}
-				}
+			benchStreams(b, servers[name], req, func(resp *extprocv3.ProcessingResponse) bool {
+				return name == "impl=null" || resp.GetImmediateResponse().GetStatus().GetCode() == 200
 			})
 		})
+
 	}
 }
 

@@ -1,7 +1,6 @@
 package extproc
 
 import (
-	"context"
 	"log/slog"
 	"strings"
 	"testing"
@@ -11,7 +10,6 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/yatagarasu/yatagarasu/internal/auth/authtest"
-	"github.com/yatagarasu/yatagarasu/internal/benchutil"
 )
 
 // BenchmarkRoundTripAccess compares, in one run and on Envoy-shaped streams at 64 concurrent
@@ -49,26 +47,10 @@ buckets:
 	}
 	for _, name := range []string{"null", "skeleton", "access"} {
 		b.Run(name, func(b *testing.B) {
-			c := serve(b, servers[name])
 			req := envoyHeaders("GET", "/media/2026/11/video.mp4", "user-agent", "bench/1.0", "accept", "*/*",
 				"x-forwarded-for", "198.51.100.7,10.0.0.1", "authorization", "Bearer "+token)
-			b.SetParallelism(32) // × GOMAXPROCS(2) = 64 concurrent streams
-			b.ReportAllocs()
-			defer benchutil.ReportCPU(b)()
-			b.RunParallel(func(pb *testing.PB) {
-				ctx := context.Background()
-				for pb.Next() {
-					resp, err := roundTrip(ctx, c, req)
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					if resp.GetRequestHeaders() == nil {
-						b.Errorf("unexpected answer %v", resp)
-						return
-					}
-				}
-			})
+			benchStreams(b, servers[name], req, continued)
 		})
+
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -137,7 +136,7 @@ func newFixture(t *testing.T) *fixture {
 		"media":    mk("media", nil),
 		"badcreds": mk("badcreds", func(c *config.Bucket) { c.S3.SecretKey = "definitely-not-the-secret" }),
 		"slow": mk("slow", func(c *config.Bucket) {
-			c.S3.Endpoint = blackHole(t)
+			c.S3.Endpoint = testenv.BlackHole(t)
 			c.S3.Timeout = config.Seconds(100 * time.Millisecond)
 		}),
 	}
@@ -558,39 +557,3 @@ func (tb *trackedBody) Close() error {
 	return tb.ReadCloser.Close()
 }
 
-// blackHole accepts TCP connections and never answers, to make S3 calls time out.
-func blackHole(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var (
-		mu    sync.Mutex
-		conns []net.Conn
-		wg    sync.WaitGroup
-	)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		wg.Wait()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return "http://" + l.Addr().String()
-}

@@ -87,27 +87,9 @@ func (be *backend) getOnce(ctx context.Context, key string, cond Conditions, wai
 		}
 		return nil, fmt.Errorf("s3 get %q from bucket %q (%s): %w", key, be.bucket, be.name, err)
 	}
-	status := http.StatusOK
-	if aws.ToString(out.ContentRange) != "" {
-		status = http.StatusPartialContent
-	}
-	obj := &Object{
-		Status:             status,
-		ContentLength:      aws.ToInt64(out.ContentLength),
-		ContentType:        aws.ToString(out.ContentType),
-		ETag:               aws.ToString(out.ETag),
-		LastModified:       httpDate(out.LastModified),
-		ContentRange:       aws.ToString(out.ContentRange),
-		CacheControl:       aws.ToString(out.CacheControl),
-		ContentEncoding:    aws.ToString(out.ContentEncoding),
-		ContentDisposition: aws.ToString(out.ContentDisposition),
-		Expires:            aws.ToString(out.ExpiresString),
-		AcceptRanges:       aws.ToString(out.AcceptRanges),
-		Body:               &cancelOnClose{ReadCloser: out.Body, cancel: cancel},
-	}
-	if out.ContentLength == nil {
-		obj.ContentLength = -1
-	}
+	obj := objectHeaders{out.ContentLength, out.ContentType, out.ETag, out.LastModified, out.ContentRange,
+		out.CacheControl, out.ContentEncoding, out.ContentDisposition, out.ExpiresString, out.AcceptRanges}.object()
+	obj.Body = &cancelOnClose{ReadCloser: out.Body, cancel: cancel}
 	return obj, nil
 }
 
@@ -132,27 +114,8 @@ func (be *backend) headOnce(ctx context.Context, key string, cond Conditions, wa
 		}
 		return nil, fmt.Errorf("s3 head %q from bucket %q (%s): %w", key, be.bucket, be.name, err)
 	}
-	status := http.StatusOK
-	if aws.ToString(out.ContentRange) != "" {
-		status = http.StatusPartialContent
-	}
-	obj := &Object{
-		Status:             status,
-		ContentLength:      aws.ToInt64(out.ContentLength),
-		ContentType:        aws.ToString(out.ContentType),
-		ETag:               aws.ToString(out.ETag),
-		LastModified:       httpDate(out.LastModified),
-		ContentRange:       aws.ToString(out.ContentRange),
-		CacheControl:       aws.ToString(out.CacheControl),
-		ContentEncoding:    aws.ToString(out.ContentEncoding),
-		ContentDisposition: aws.ToString(out.ContentDisposition),
-		Expires:            aws.ToString(out.ExpiresString),
-		AcceptRanges:       aws.ToString(out.AcceptRanges),
-	}
-	if out.ContentLength == nil {
-		obj.ContentLength = -1
-	}
-	return obj, nil
+	return objectHeaders{out.ContentLength, out.ContentType, out.ETag, out.LastModified, out.ContentRange,
+		out.CacheControl, out.ContentEncoding, out.ContentDisposition, out.ExpiresString, out.AcceptRanges}.object(), nil
 }
 
 // setConditions copies cond into the SDK input fields. The SDK types the two dates as time.Time,
@@ -229,4 +192,37 @@ func (c *cancelOnClose) Close() error {
 	err := c.ReadCloser.Close()
 	c.cancel()
 	return err
+}
+
+// objectHeaders are the response fields GetObject and HeadObject share, so both build an Object
+// the same way.
+type objectHeaders struct {
+	contentLength                                                                    *int64
+	contentType, etag                                                                *string
+	lastModified                                                                     *time.Time
+	contentRange, cacheControl, contentEncoding, contentDisposition, expires, ranges *string
+}
+
+func (h objectHeaders) object() *Object {
+	status := http.StatusOK
+	if aws.ToString(h.contentRange) != "" {
+		status = http.StatusPartialContent
+	}
+	obj := &Object{
+		Status:             status,
+		ContentLength:      aws.ToInt64(h.contentLength),
+		ContentType:        aws.ToString(h.contentType),
+		ETag:               aws.ToString(h.etag),
+		LastModified:       httpDate(h.lastModified),
+		ContentRange:       aws.ToString(h.contentRange),
+		CacheControl:       aws.ToString(h.cacheControl),
+		ContentEncoding:    aws.ToString(h.contentEncoding),
+		ContentDisposition: aws.ToString(h.contentDisposition),
+		Expires:            aws.ToString(h.expires),
+		AcceptRanges:       aws.ToString(h.ranges),
+	}
+	if h.contentLength == nil {
+		obj.ContentLength = -1
+	}
+	return obj
 }

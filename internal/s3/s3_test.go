@@ -264,45 +264,9 @@ func TestPing(t *testing.T) {
 	}
 }
 
-// blackHole accepts TCP connections and never answers, to make S3 calls time out.
-func blackHole(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var (
-		mu    sync.Mutex
-		conns []net.Conn
-		wg    sync.WaitGroup
-	)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		wg.Wait()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return "http://" + l.Addr().String()
-}
 
 func TestTimeout(t *testing.T) {
-	endpoint := blackHole(t)
+	endpoint := testenv.BlackHole(t)
 	b := newBucket(t, func(c *config.Bucket) {
 		c.S3.Endpoint = endpoint
 		c.S3.Timeout = config.Seconds(100 * time.Millisecond)
