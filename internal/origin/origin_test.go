@@ -556,4 +556,3 @@ func (tb *trackedBody) Close() error {
 	tb.once.Do(func() { tb.t.n.Add(-1) })
 	return tb.ReadCloser.Close()
 }
-

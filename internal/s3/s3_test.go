@@ -264,7 +264,6 @@ func TestPing(t *testing.T) {
 	}
 }
 
-
 func TestTimeout(t *testing.T) {
 	endpoint := testenv.BlackHole(t)
 	b := newBucket(t, func(c *config.Bucket) {
