@@ -167,6 +167,10 @@ func TestOriginalProductFullExampleLoads(t *testing.T) {
 		"AWS_SECRET_KEY_PRIVATE": "SKPRIV",
 		"OPENFGA_STORE_ID":       "store-1",
 		"REDIS_PASSWORD":         "redis#pass",
+		"AWS_ACCESS_KEY_PRIMARY": "AKPRIM",
+		"AWS_SECRET_KEY_PRIMARY": "SKPRIM",
+		"MINIO_ACCESS_KEY":       "AKMINIO",
+		"MINIO_SECRET_KEY":       "SKMINIO",
 		OriginSecretEnvDefault:   testSecret,
 	}
 	cfg := mustParse(t, "original_full.yaml", readTestdata(t, "original_full.yaml"), env)
@@ -180,8 +184,12 @@ func TestOriginalProductFullExampleLoads(t *testing.T) {
 	for _, b := range cfg.Buckets {
 		names = append(names, b.Name)
 	}
-	if got := strings.Join(names, ","); got != "public-assets,private-data,documents,previews" {
+	if got := strings.Join(names, ","); got != "public-assets,private-data,documents,products-ha,previews" {
 		t.Errorf("buckets = %s", got)
+	}
+	ha, _ := cfg.BucketByName("products-ha")
+	if backends := ha.S3.Backends(); len(backends) != 2 || backends[0].Name != "primary-us-west" || backends[1].Endpoint != "https://minio.example.com:9000" {
+		t.Errorf("products-ha backends = %+v", backends)
 	}
 	pub, _ := cfg.BucketByName("public-assets")
 	if pub.S3.AccessKey != "AKPUB" || pub.S3.Endpoint != "http://minio:9000" || !pub.S3.PathStyle() {
