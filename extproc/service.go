@@ -71,6 +71,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Service,
 	}
 	s := &Service{Store: &runtime.Store{}, Registry: prometheus.NewRegistry(), log: log, errc: make(chan error, 3), stopped: make(chan struct{})}
 	s.backends, s.inflight = backends, &origin.InFlight{}
+	s.Registry.MustRegister(backends) // yatagarasu_s3_retries_total, _breaker_state, _failovers_total, _backend_up
 	s.access = NewAccess(log, s.Registry)
 	if err := s.access.Bind(snap); err != nil {
 		_ = s.access.Close()

@@ -39,11 +39,13 @@ func (e *UnavailableError) Unwrap() error { return ErrUnavailable }
 // reload that keeps a backend keeps its state. The origin records outcomes into it, extproc reads
 // it, and Probe refreshes it in the background.
 type Health struct {
-	log *slog.Logger
-	now func() time.Time
+	log     *slog.Logger
+	now     func() time.Time
+	metrics *healthMetrics // metrics.go
 
 	mu       sync.Mutex
 	backends map[string]*backendState
+	owners   map[string]*backendState // bucket|replica → the state that writes its gauges (metrics.go)
 }
 
 // NewHealth returns an empty registry; log may be nil.
@@ -51,7 +53,7 @@ func NewHealth(log *slog.Logger) *Health {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Health{log: log, now: time.Now, backends: map[string]*backendState{}}
+	return &Health{log: log, now: time.Now, metrics: newHealthMetrics(), backends: map[string]*backendState{}, owners: map[string]*backendState{}}
 }
 
 // backendState is one backend's breaker and probe result.
@@ -64,17 +66,27 @@ type backendState struct {
 	cb        atomic.Pointer[gobreaker.TwoStepCircuitBreaker[struct{}]]
 	openedAt  atomic.Int64 // unix nanoseconds of the last transition to open
 	probeDown atomic.Bool  // the last background probe failed
+
+	bucket, name string         // metric labels: gateway bucket, replica name
+	metrics      *healthMetrics // shared with Health
+	current      atomic.Bool    // this state writes the gauges of its labels (metrics.go)
 }
 
 func (h *Health) state(gateway string, r config.Replica, cb config.CircuitBreaker) *backendState {
 	cb = breakerDefaults(cb)
 	key := gateway + "|" + r.Name + "|" + r.Endpoint + "|" + r.Bucket
+	labels := gateway + "|" + r.Name
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if st, ok := h.backends[key]; ok && st.settings == cb {
+		st.own(h.owners[labels])
+		h.owners[labels] = st
+		st.setBreaker(st.cb.Load().State())
 		return st
 	}
-	st := &backendState{key: key, settings: cb, log: h.log, now: h.now}
+	st := &backendState{key: key, settings: cb, log: h.log, now: h.now, bucket: gateway, name: r.Name, metrics: h.metrics}
+	st.own(h.owners[labels])
+	h.owners[labels] = st
 	st.reset()
 	h.backends[key] = st
 	return st
@@ -100,6 +112,7 @@ func breakerDefaults(cb config.CircuitBreaker) config.CircuitBreaker {
 // again, so traffic returns to it without waiting out timeout_seconds).
 func (st *backendState) reset() {
 	failures := uint32(st.settings.FailureThreshold)
+	defer st.setBreaker(gobreaker.StateClosed)
 	st.cb.Store(gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
 		Name: st.key,
 		// gobreaker closes a half-open breaker after MaxRequests consecutive successes, so the
@@ -112,6 +125,7 @@ func (st *backendState) reset() {
 			if to == gobreaker.StateOpen {
 				st.openedAt.Store(st.now().UnixNano())
 			}
+			st.setBreaker(to)
 			st.log.Warn("s3 backend circuit breaker changed state", "backend", name, "from", from.String(), "to", to.String())
 		},
 	}))
@@ -180,8 +194,12 @@ func (b *Bucket) protected(ctx context.Context, op string, call func(ctx context
 	attempts := max(b.retry.MaxAttempts, 1)
 	tried := make([]bool, len(b.backends))
 	var lastErr error
+	var failed *backend // the backend of the last failed attempt, for the failover count
 	for attempt := 1; ; attempt++ {
 		be, done := b.pick(tried)
+		if failed != nil && be != nil {
+			b.countRetry(failed, be, lastErr) // metrics.go
+		}
 		if be == nil {
 			if lastErr != nil {
 				return nil, lastErr
@@ -219,6 +237,7 @@ func (b *Bucket) protected(ctx context.Context, op string, call func(ctx context
 		if serr := b.sleep(ctx, pause); serr != nil {
 			return nil, err
 		}
+		failed = be
 	}
 }
 
@@ -316,10 +335,12 @@ func (b *Bucket) ProbeOnce(ctx context.Context, timeout time.Duration) {
 			st := be.state
 			switch {
 			case err != nil && backendFault(err):
+				st.setUp(false)
 				if !st.probeDown.Swap(true) {
 					st.log.Warn("s3 backend probe failed; taking it out of rotation", "backend", st.key, "err", err)
 				}
 			default:
+				st.setUp(true)
 				if st.probeDown.Swap(false) {
 					st.log.Info("s3 backend probe succeeded; back in rotation", "backend", st.key)
 				}
