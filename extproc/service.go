@@ -63,7 +63,16 @@ type Service struct {
 type Addrs struct{ GRPC, Origin, Admin string }
 
 // Start builds the snapshot from cfg and starts all three servers on cfg's addresses.
-func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Service, error) {
+func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Service, err error) {
+	// Everything started so far is released if a later step fails, newest first.
+	var undo []func()
+	defer func() {
+		if err != nil {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+		}
+	}()
 	backends := s3.NewHealth(log)
 	snap, err := runtime.Build(cfg, s3.WithHealth(backends))
 	if err != nil {
@@ -73,36 +82,35 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Service,
 	s.backends, s.inflight = backends, &origin.InFlight{}
 	s.Registry.MustRegister(backends) // yatagarasu_s3_retries_total, _breaker_state, _failovers_total, _backend_up
 	s.access = NewAccess(log, s.Registry)
+	undo = append(undo, func() { _ = s.access.Close() })
 	if err := s.access.Bind(snap); err != nil {
-		_ = s.access.Close()
 		return nil, fmt.Errorf("access control: %w", err)
 	}
 	if s.policies, err = newPolicyRuntime(s.Store, log, s.Registry); err != nil {
 		return nil, fmt.Errorf("policy host: %w", err)
 	}
+	undo = append(undo, func() { _ = s.policies.close(context.WithoutCancel(ctx)) })
 	if err := s.policies.publish(ctx, cfg, snap); err != nil {
-		_ = s.policies.close(ctx)
-		_ = s.access.Close()
 		return nil, fmt.Errorf("load policies: %w", err)
 	}
 	s.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if s.obs, err = NewObservability(ctx, cfg, log, s.Registry, s.trustedHops); err != nil {
 		return nil, fmt.Errorf("observability: %w", err)
 	}
+	undo = append(undo, func() { _ = s.closeObservability(context.WithoutCancel(ctx)) })
 	if err := s.startCache(ctx, cfg); err != nil {
 		return nil, err
 	}
+	undo = append(undo, func() { _ = s.closeCache() })
 
 	var lc net.ListenConfig
 	lis := make([]net.Listener, 0, 3)
 	for _, a := range []string{cfg.ExtProc.GRPCAddress, cfg.Origin.Address, cfg.Admin.Address} {
 		l, err := lc.Listen(ctx, "tcp", a)
 		if err != nil {
-			for _, prev := range lis {
-				prev.Close()
-			}
 			return nil, fmt.Errorf("listen on %s: %w", a, err)
 		}
+		undo = append(undo, func() { _ = l.Close() })
 		lis = append(lis, l)
 	}
 	s.addrs = Addrs{GRPC: lis[0].Addr().String(), Origin: lis[1].Addr().String(), Admin: lis[2].Addr().String()}
