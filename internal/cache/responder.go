@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/yatagarasu/yatagarasu/internal/httperr"
+	"github.com/yatagarasu/yatagarasu/internal/origin"
 	"github.com/yatagarasu/yatagarasu/internal/originauth"
 	"github.com/yatagarasu/yatagarasu/internal/s3"
 )
@@ -101,6 +103,10 @@ type fillResult struct {
 // errAbort marks a failure after the leader's response headers were sent.
 var errAbort = errors.New("s3 body failed after the response started")
 
+// errCut marks a body that failed before the leader's response started: the leader can still
+// answer a clean 502.
+var errCut = errors.New("s3 body failed before the response started")
+
 // plain reports whether the leader can stream S3's 200 to its client as is.
 func plain(r *http.Request) bool {
 	for _, h := range []string{"Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range"} {
@@ -132,7 +138,10 @@ func (p *Responder) fill(w http.ResponseWriter, r *http.Request, b Fetcher, c or
 	switch {
 	case errors.Is(err, errAbort) && leader:
 		panic(http.ErrAbortHandler) // headers are gone: the client must see a broken transfer
-	case errors.Is(err, errAbort):
+	case errors.Is(err, errCut) && leader:
+		writeBodyCut(w, c.RequestID) // nothing was sent yet: a clean 502
+		return true
+	case errors.Is(err, errAbort), errors.Is(err, errCut):
 		return false // the leader's download failed mid-way: fetch for ourselves
 	case err != nil:
 		writeS3Error(w, err, c.RequestID)
@@ -187,10 +196,28 @@ func (p *Responder) fetch(ctx context.Context, w http.ResponseWriter, r *http.Re
 	m := metaFrom(k, obj, now, fresh)
 	stream := r != nil && plain(r)
 	var out io.Writer
-	if stream {
-		relayHeaders(w.Header(), obj, c.RequestID, XCacheMiss)
-		w.WriteHeader(http.StatusOK)
-		out = w
+	started := false
+	// send streams a chunk to the leader's client; the headers go out with the first chunk, so
+	// a body that fails within its first chunk (all of a small object) is still a clean 502.
+	send := func(chunk []byte) {
+		if !stream {
+			return
+		}
+		if !started {
+			started = true
+			relayHeaders(w.Header(), obj, c.RequestID, XCacheMiss)
+			w.WriteHeader(http.StatusOK)
+			out = w
+		}
+		if out != nil {
+			writeQuiet(&out, chunk)
+		}
+	}
+	fail := func(err error) error {
+		if started {
+			return errAbort
+		}
+		return errors.Join(errCut, err)
 	}
 	buf := make([]byte, obj.ContentLength)
 	var off int64
@@ -199,35 +226,27 @@ func (p *Responder) fetch(ctx context.Context, w http.ResponseWriter, r *http.Re
 		n, err := io.ReadFull(obj.Body, buf[off:end])
 		last := off+int64(n) == obj.ContentLength
 		if err != nil && !(last && errors.Is(err, io.EOF)) {
-			p.o.Logger.Warn("s3 body failed mid-stream; not cached", "bucket", k.Bucket, "key", k.Object, "read", off+int64(n), "err", err)
-			if stream {
-				return nil, errAbort
-			}
-			return nil, errors.Join(errAbort, err)
+			p.o.Logger.Warn("s3 body failed mid-stream; not cached", "bucket", k.Bucket, "key", k.Object,
+				"read", off+int64(n), "response_started", started, "err", err)
+			return nil, fail(fmt.Errorf("read s3 body of %s after %d bytes: %w", k, off+int64(n), err))
 		}
 		if last {
 			if extra, _ := obj.Body.Read(make([]byte, 1)); extra > 0 {
 				p.o.Logger.Warn("s3 body longer than its Content-Length; not cached", "bucket", k.Bucket, "key", k.Object)
-				if stream {
-					return nil, errAbort
-				}
-				return &fillResult{obj: nil}, errors.Join(errAbort, errors.New("body longer than Content-Length"))
+				return nil, fail(errors.New("s3 body longer than its Content-Length"))
 			}
 			e := NewEntry(m, buf)
 			p.t.Set(ctx, e)
-			if out != nil {
-				writeQuiet(&out, buf[off:end])
-			}
+			send(buf[off:end])
 			return &fillResult{entry: e, streamed: stream}, nil
 		}
-		if out != nil {
-			writeQuiet(&out, buf[off:end])
-		}
+		send(buf[off:end])
 		off = end
 	}
 	// Empty object.
 	e := NewEntry(m, buf)
 	p.t.Set(ctx, e)
+	send(nil)
 	return &fillResult{entry: e, streamed: stream}, nil
 }
 
@@ -298,15 +317,15 @@ func (p *Responder) revalidate(w http.ResponseWriter, r *http.Request, b Fetcher
 		defer obj.Body.Close()
 		body, err := io.ReadAll(io.LimitReader(obj.Body, obj.ContentLength+1))
 		if err != nil || int64(len(body)) != obj.ContentLength {
-			return nil, errors.Join(errAbort, err)
+			return nil, errors.Join(errCut, err)
 		}
 		e := NewEntry(metaFrom(k, obj, p.o.Now(), fresh), body)
 		p.t.Set(ctx, e)
 		return &fillResult{entry: e, streamed: false}, nil
 	})
 	if err != nil {
-		if errors.Is(err, errAbort) {
-			return false
+		if errors.Is(err, errCut) {
+			return false // nothing was sent: the origin fetches for this request
 		}
 		e := s3.Classify(err)
 		if e.Status == http.StatusNotFound {
@@ -366,6 +385,14 @@ func (p *Responder) Warm(ctx context.Context, b Fetcher, bucket, key string) (bo
 	return res.entry != nil, nil
 }
 
+// writeBodyCut answers the 502 for an S3 body that failed before anything was sent.
+func writeBodyCut(w http.ResponseWriter, requestID string) {
+	if w.Header().Get("X-Cache") == "" {
+		w.Header().Set("X-Cache", XCacheMiss)
+	}
+	origin.WriteBodyCut(w, requestID)
+}
+
 // writeS3Error answers with the status S3's failure maps to, in the gateway's JSON shape.
 func writeS3Error(w http.ResponseWriter, err error, requestID string) {
 	e := s3.Classify(err)
@@ -395,12 +422,31 @@ func relayHeaders(h http.Header, obj *s3.Object, requestID, xcache string) {
 
 // relay streams an object the cache does not keep, as the origin would.
 func relay(w http.ResponseWriter, r *http.Request, obj *s3.Object, requestID string, log *slog.Logger) {
+	body := r.Method != http.MethodHead && obj.Body != nil && obj.Status != http.StatusNotModified
+	buf := make([]byte, copyChunk)
+	var head []byte
+	whole := true
+	if body {
+		// The first chunk (all of a small object) is read before the headers go out, so a
+		// body that fails within it is still a clean 502.
+		n, all, err := origin.ReadPrefix(obj.Body, buf, obj.ContentLength)
+		if err != nil {
+			if r.Context().Err() == nil {
+				log.Warn("s3 body failed before the response started; answering 502", "request_id", requestID, "err", err)
+				writeBodyCut(w, requestID)
+			}
+			return
+		}
+		head, whole = buf[:n], all
+	}
 	relayHeaders(w.Header(), obj, requestID, XCacheMiss)
 	w.WriteHeader(obj.Status)
-	if r.Method == http.MethodHead || obj.Body == nil {
+	if !body {
 		return
 	}
-	buf := make([]byte, copyChunk)
+	if _, err := w.Write(head); err != nil || whole {
+		return
+	}
 	if _, err := io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{obj.Body}, buf); err != nil && r.Context().Err() == nil {
 		log.Warn("s3 body failed mid-stream", "request_id", requestID, "err", err)
 		panic(http.ErrAbortHandler)

@@ -473,3 +473,24 @@ func TestWarm(t *testing.T) {
 		t.Fatalf("S3 GETs = %d, want 3", n)
 	}
 }
+
+func TestFailedSmallBodyIs502AndNotCached(t *testing.T) {
+	for _, hdr := range [][]string{nil, {"If-None-Match", `"other"`}} {
+		r := newRig(t, "memory")
+		r.s3.put("k", bytes.Repeat([]byte("y"), 4<<10), `"e"`, "")
+		r.s3.failAfter = 2 << 10
+		w, served := r.get(http.MethodGet, "k", hdr...)
+		if !served || w.Code != http.StatusBadGateway {
+			t.Fatalf("%v: served=%v status=%d, want a 502 answered by the cache", hdr, served, w.Code)
+		}
+		if ct := w.Header().Get("Content-Type"); ct != "application/json" || w.Header().Get("X-Request-Id") != "rid" {
+			t.Fatalf("%v: Content-Type %q X-Request-Id %q", hdr, ct, w.Header().Get("X-Request-Id"))
+		}
+		if w.Header().Get("Etag") != "" || w.Header().Get("Content-Length") == "4096" {
+			t.Fatalf("%v: the 502 carries the object's headers: %v", hdr, w.Header())
+		}
+		if r.layers[0].has(Key{Bucket: "b", Object: "k"}) {
+			t.Fatalf("%v: a partial body was cached", hdr)
+		}
+	}
+}

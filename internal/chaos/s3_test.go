@@ -83,19 +83,33 @@ func TestS3Slowed(t *testing.T) {
 // added separately) many requests fail; what must hold regardless: each response is the exact
 // object, a clean 5xx JSON error, or a visibly broken transfer — never a short or wrong body
 // that looks complete — and no cut body is ever cached: once the faults stop, every object is
-// served whole.
+// served whole. The gateway itself stays up, so Envoy's plain-text 503 ("reset before headers")
+// must never appear: a body cut before the origin started its answer (every small object here)
+// is a clean 502 JSON, and one cut later is a broken transfer.
 func TestS3HalfFailing(t *testing.T) {
 	px, err := NewFlakyProxy(s3srv.Endpoint)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer px.Close()
-	px.SetFaults(2, 5)
 	st := startStack(t, devstack.Options{
 		Buckets: []devstack.Bucket{{Name: "flaky", S3Bucket: s3Bucket, Endpoint: px.URL(), Timeout: 5}},
 		Extra:   "cache:\n  enabled: true\n  cache_layers: [memory]\n",
 	})
 	ctx := t.Context()
+	client := &http.Client{}
+	// Every body cut, nothing cached yet: a small object fails before the origin answers, so it
+	// is a clean 502 (however often Envoy's connection pool retries it); a big one fails after.
+	px.SetFaults(0, 1)
+	for _, k := range smallKeys[:3] {
+		if r := fetch(ctx, client, st.GatewayURL, "/flaky/"+k, k); r.kind != cleanError || r.status != http.StatusBadGateway {
+			t.Fatalf("small object %s with its body cut: %v (%d) %s, want clean 502", k, r.kind, r.status, r.detail)
+		}
+	}
+	if r := fetch(ctx, client, st.GatewayURL, "/flaky/"+bigKeys[0], bigKeys[0]); r.kind != broken {
+		t.Fatalf("big object %s with its body cut: %v (%d) %s, want a broken transfer", bigKeys[0], r.kind, r.status, r.detail)
+	}
+	px.SetFaults(2, 5)
 	keys := append(append([]string{}, smallKeys...), bigKeys[:30]...)
 	l := startLoad(ctx, st.GatewayURL, "/flaky/", keys, 4, 60)
 	l.wg.Wait()
@@ -105,8 +119,10 @@ func TestS3HalfFailing(t *testing.T) {
 	if tl.get(okBody) == 0 {
 		t.Fatal("no request succeeded through the flaky proxy")
 	}
+	if n := tl.get(gatewayError); n > 0 {
+		t.Fatalf("%d plain-text gateway 5xx: the origin dropped a connection before its headers instead of answering 502 JSON", n)
+	}
 	px.SetFaults(0, 0)
-	client := &http.Client{}
 	// A circuit breaker in front of S3 may be open after so many failures: wait it out.
 	eventually(t, "the bucket to serve once the faults stop", func() bool {
 		return fetch(ctx, client, st.GatewayURL, "/flaky/"+keys[0], keys[0]).kind == okBody

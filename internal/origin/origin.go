@@ -138,6 +138,29 @@ func (h *Handler) serveObject(w http.ResponseWriter, r *http.Request, bucket *s3
 	if obj.Body != nil {
 		defer obj.Body.Close()
 	}
+	// Read the first buffer (all of a small object) before any header goes out: a body that
+	// fails now is still a clean 502, not a dropped connection Envoy reports as a reset.
+	var head, buf []byte
+	whole := true
+	if r.Method == http.MethodGet && obj.Status != http.StatusNotModified && obj.Body != nil {
+		bp := h.bufs.Get().(*[]byte)
+		defer h.bufs.Put(bp)
+		buf = *bp
+		var n int
+		n, whole, err = ReadPrefix(obj.Body, *bp, obj.ContentLength)
+		if err != nil {
+			if ctx.Err() != nil {
+				h.log.DebugContext(ctx, "client left before the body started", "bucket", label, "key", c.Key,
+					"request_id", c.RequestID, "err", err)
+				return
+			}
+			h.log.WarnContext(ctx, "s3 body failed before the response started; answering 502", "bucket", label,
+				"key", c.Key, "request_id", c.RequestID, "err", err)
+			h.fail(w, label, httperr.New(http.StatusBadGateway, MsgBodyCut, c.RequestID))
+			return
+		}
+		head = (*bp)[:n]
+	}
 
 	hdr := w.Header()
 	setIf(hdr, "Content-Type", obj.ContentType)
@@ -162,7 +185,14 @@ func (h *Handler) serveObject(w http.ResponseWriter, r *http.Request, bucket *s3
 	if r.Method == http.MethodHead || obj.Status == http.StatusNotModified || obj.Body == nil {
 		return
 	}
-	n, readErr, writeErr := h.copyBody(ctx, w, obj.Body)
+	hn, writeErr := w.Write(head)
+	n := int64(hn)
+	var readErr error
+	if writeErr == nil && !whole {
+		var rest int64
+		rest, readErr, writeErr = copyBody(ctx, w, obj.Body, buf)
+		n += rest
+	}
 	h.metrics.bytes.WithLabelValues(label).Add(float64(n))
 	switch {
 	case writeErr != nil:
@@ -178,14 +208,12 @@ func (h *Handler) serveObject(w http.ResponseWriter, r *http.Request, bucket *s3
 	}
 }
 
-// copyBody streams body to w through a pooled buffer and reports which side failed; a read that
+// copyBody streams body to w through buf (pooled) and reports which side failed; a read that
 // failed because the request context ended counts as the client's side.
-func (h *Handler) copyBody(ctx context.Context, w io.Writer, body io.Reader) (n int64, readErr, writeErr error) {
-	bp := h.bufs.Get().(*[]byte)
-	defer h.bufs.Put(bp)
+func copyBody(ctx context.Context, w io.Writer, body io.Reader, buf []byte) (n int64, readErr, writeErr error) {
 	ew := &errWriter{w: w}
 	// The wrappers hide ReadFrom/WriteTo so CopyBuffer really uses our bounded buffer.
-	n, err := io.CopyBuffer(ew, struct{ io.Reader }{body}, *bp)
+	n, err := io.CopyBuffer(ew, struct{ io.Reader }{body}, buf)
 	if ew.err != nil {
 		return n, nil, ew.err
 	}
