@@ -25,7 +25,7 @@ type envoyProcess struct {
 // BootstrapFor returns envoy/bootstrap.yaml (found from the module root) with the xDS address and
 // admin port replaced, so a real Envoy can follow a stack started on free ports.
 func BootstrapFor(xdsAddr string, adminPort int) ([]byte, error) {
-	root, err := moduleRoot()
+	root, err := testenv.ModuleRoot()
 	if err != nil {
 		return nil, err
 	}
@@ -87,23 +87,5 @@ func (p *envoyProcess) stop() {
 	if p.cmd.Process != nil {
 		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
 		_ = p.cmd.Wait()
-	}
-}
-
-// moduleRoot walks up from the working directory to the directory holding go.mod.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("no go.mod above the working directory")
-		}
-		dir = parent
 	}
 }

@@ -13,7 +13,7 @@ import (
 // the module root so callers in any package get the same result; Go's build cache makes repeat
 // builds quick.
 func BuildPolicy(ctx context.Context, pkg, dir string) (string, error) {
-	root, err := moduleRoot()
+	root, err := ModuleRoot()
 	if err != nil {
 		return "", err
 	}
@@ -27,8 +27,9 @@ func BuildPolicy(ctx context.Context, pkg, dir string) (string, error) {
 	return out, nil
 }
 
-// moduleRoot finds the directory holding go.mod, walking up from the working directory.
-func moduleRoot() (string, error) {
+// ModuleRoot finds the directory holding go.mod, walking up from the working directory, so
+// tests and tools can find repository files (envoy/bootstrap.yaml, example policies).
+func ModuleRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err
