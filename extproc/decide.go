@@ -105,38 +105,14 @@ func NewPipeline(store *runtime.Store, now func() time.Time, stages ...Stage) *P
 // Decide applies ARCHITECTURE.md §2 steps 1–3 (method, limits, route), then the stages, and
 // signs what passes.
 func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
-	routing := routeSpan(ctx) // observe.go: steps 1–3 as one "route" span
-	defer routing.End()
 	snap := p.store.Load()
-	if snap == nil {
-		return reject(http.StatusServiceUnavailable, "not_ready", "gateway configuration is not loaded yet", r.RequestID)
-	}
-	if rej := requestcheck.Method(r.Method); rej != nil {
-		d := rejection(rej, r.RequestID)
-		d.Headers = append(d.Headers, [2]string{"allow", requestcheck.AllowedMethods})
-		return d
-	}
-	if rej := requestcheck.Size(snap.Limits, r.RawPath, r.HeaderBytes, r.ContentLength); rej != nil {
-		return rejection(rej, r.RequestID)
-	}
-	if r.Method == http.MethodOptions {
-		return options(r.RequestID)
-	}
-	path, rej := requestcheck.DecodePath(requestcheck.SplitQuery(r.RawPath))
-	if rej != nil {
-		return rejection(rej, r.RequestID)
-	}
-	idx, key, ok := snap.Routes.Lookup(path)
-	if !ok {
-		return reject(http.StatusNotFound, "no_route", "no bucket is configured for this path", r.RequestID)
+	routing := routeSpan(ctx) // observe.go: steps 1–3 as one "route" span
+	idx, key, refusal := locate(snap, r)
+	routing.End()
+	if refusal != nil {
+		return *refusal
 	}
 	bucket := snap.Buckets[idx].Name
-	if key == "" {
-		d := reject(http.StatusNotFound, "no_key", "the path names a bucket but no object key", r.RequestID)
-		d.Bucket = bucket
-		return d
-	}
-	routing.End()
 	x := Exchange{Req: r, Snap: snap, Bucket: &snap.Buckets[idx], BucketIndex: idx, Key: key}
 	for _, st := range p.stages {
 		if d := runStage(ctx, st, &x); d != nil { // observe.go: a span per stage
@@ -160,6 +136,40 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 		Upstream: x.Upstream,
 		Access:   x.Access,
 	}
+}
+
+// locate runs steps 1–3: the method, the size limits, OPTIONS, path decoding and the bucket lookup.
+// It returns the bucket index and object key, or the local reply that ends the request.
+func locate(snap *runtime.Snapshot, r *Request) (idx int, key string, refusal *Decision) {
+	refuse := func(d Decision) (int, string, *Decision) { return 0, "", &d }
+	if snap == nil {
+		return refuse(reject(http.StatusServiceUnavailable, "not_ready", "gateway configuration is not loaded yet", r.RequestID))
+	}
+	if rej := requestcheck.Method(r.Method); rej != nil {
+		d := rejection(rej, r.RequestID)
+		d.Headers = append(d.Headers, [2]string{"allow", requestcheck.AllowedMethods})
+		return refuse(d)
+	}
+	if rej := requestcheck.Size(snap.Limits, r.RawPath, r.HeaderBytes, r.ContentLength); rej != nil {
+		return refuse(rejection(rej, r.RequestID))
+	}
+	if r.Method == http.MethodOptions {
+		return refuse(options(r.RequestID))
+	}
+	path, rej := requestcheck.DecodePath(requestcheck.SplitQuery(r.RawPath))
+	if rej != nil {
+		return refuse(rejection(rej, r.RequestID))
+	}
+	idx, key, ok := snap.Routes.Lookup(path)
+	if !ok {
+		return refuse(reject(http.StatusNotFound, "no_route", "no bucket is configured for this path", r.RequestID))
+	}
+	if key == "" {
+		d := reject(http.StatusNotFound, "no_key", "the path names a bucket but no object key", r.RequestID)
+		d.Bucket = snap.Buckets[idx].Name
+		return refuse(d)
+	}
+	return idx, key, nil
 }
 
 // Reject builds the JSON local reply a stage returns to refuse a request; stages add headers
